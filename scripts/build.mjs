@@ -1,0 +1,31 @@
+// Bundles the CLI (and through it the agent and webhook) with esbuild into dist/, so that the agent
+// starts without resolving hundreds of node_modules files. Commands and providers are loaded with
+// dynamic import(), and code splitting keeps each in its own chunk: `sidekey agent` with file: refs
+// never loads the AWS SDK or the Kubernetes client.
+
+import { rm } from 'node:fs/promises';
+import { build } from 'esbuild';
+
+const outdir = new URL('../dist/', import.meta.url).pathname;
+await rm(outdir, { recursive: true, force: true });
+const result = await build({
+  entryPoints: { sidekey: 'cli/main.ts' },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: 'linked',
+  metafile: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  // Some CommonJS dependencies call require() for Node built-ins; give the ESM bundle a require.
+  banner: {
+    js: "import { createRequire as __skCreateRequire } from 'node:module'; const require = __skCreateRequire(import.meta.url);",
+  },
+});
+const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+console.log(
+  `built dist/ (${Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js')).length} chunks, ${(bytes / 1024 / 1024).toFixed(1)} MiB)`,
+);

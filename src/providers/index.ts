@@ -1,0 +1,11 @@
+import { ProviderRegistry } from './registry.js';
+
+/**
+ * The built-in providers. Adding a backend = one file in this folder + one line here; the shared
+ * provider contract suite (test/unit/providers/contract.ts) then runs against it.
+ */
+export function defaultRegistry(): ProviderRegistry {
+  const r = new ProviderRegistry();
+  // one line per provider:
+  return r;
+}

@@ -1,0 +1,412 @@
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { SkError } from './errors.js';
+import { type OnChange, parseOnChange } from './on-change.js';
+import { parseFileMode, validateRelativePath } from './paths.js';
+import { parseRef, type SecretRef } from './refs.js';
+
+/**
+ * The sidekey spec (`apiVersion: sidekey.io/v1`, `kind: SecretSpec`): one document for the cluster and
+ * the laptop. The webhook builds it from pod annotations and hands it to the agent as JSON in
+ * `SIDEKEY_SPEC`; a developer writes the same schema as YAML in `sidekey.yaml`.
+ *
+ * Validation happens once, in {@link loadSpec}/{@link resolveSpec}: the zod schema checks shapes, then
+ * each field is resolved (durations to ms, modes to numbers, refs parsed, paths checked) and the result
+ * is deeply frozen. Everything downstream takes a {@link ResolvedSpec} and never re-validates.
+ */
+
+export const API_VERSION = 'sidekey.io/v1';
+export const KIND = 'SecretSpec';
+
+/** Secret names: lowercase letters, digits, `-`, `.`; also the default file name. */
+export const SECRET_NAME_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+export const FORMATS = ['raw', 'json', 'env', 'yaml', 'properties'] as const;
+export type Format = (typeof FORMATS)[number];
+
+const durationInput = z.union([z.string(), z.number()]);
+const modeInput = z.union([z.string(), z.number().int()]);
+
+const vaultSchema = z
+  .object({
+    addr: z.string().optional(),
+    /** Auth method: kubernetes (default in cluster), jwt, approle, token. */
+    authMethod: z.enum(['kubernetes', 'jwt', 'approle', 'token']).optional(),
+    role: z.string().optional(),
+    /** Auth mount path, e.g. `auth/kubernetes` or just `kubernetes`. */
+    authPath: z.string().optional(),
+    namespace: z.string().optional(),
+    /** File holding the JWT (kubernetes/jwt auth); default the projected service-account token. */
+    jwtFile: z.string().optional(),
+    /** File holding a Vault token (token auth). */
+    tokenFile: z.string().optional(),
+    roleIdFile: z.string().optional(),
+    secretIdFile: z.string().optional(),
+    caCert: z.string().optional(),
+    tlsServerName: z.string().optional(),
+    tlsSkipVerify: z.boolean().optional(),
+    timeout: durationInput.optional(),
+    /** Revoke dynamic leases when the agent stops. */
+    revokeOnShutdown: z.boolean().optional(),
+    /** Audience of the projected token the webhook mounts for kubernetes auth. */
+    audience: z.string().optional(),
+  })
+  .strict();
+
+const awsSchema = z
+  .object({
+    region: z.string().optional(),
+    endpoint: z.string().optional(),
+    /** Web-identity token file (IRSA); normally taken from AWS_WEB_IDENTITY_TOKEN_FILE. */
+    audience: z.string().optional(),
+  })
+  .strict();
+
+const k8sSchema = z
+  .object({
+    namespace: z.string().optional(),
+    /** Service-account token file; default the in-cluster one. */
+    tokenFile: z.string().optional(),
+    /** API server URL; default in-cluster config or the current kubeconfig. */
+    server: z.string().optional(),
+    caCert: z.string().optional(),
+  })
+  .strict();
+
+const fileBackendSchema = z
+  .object({
+    /** Base directory for relative `file:` refs; default: the directory of the spec file. */
+    baseDir: z.string().optional(),
+  })
+  .strict();
+
+const secretSchema = z
+  .object({
+    ref: z.string(),
+    format: z.enum(FORMATS).optional(),
+    template: z.string().optional(),
+    file: z.string().optional(),
+    mode: modeInput.optional(),
+    refresh: durationInput.optional(),
+    /** The env var this secret replaces: the app gets `<env>_FILE` pointing at the file. */
+    env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
+  })
+  .strict();
+
+export const specSchema = z
+  .object({
+    apiVersion: z.string(),
+    kind: z.string(),
+    metadata: z.object({ name: z.string().optional() }).loose().optional(),
+    output: z
+      .object({
+        /** Where files land: `/run/sidekey` in a pod, e.g. `./.sidekey/secrets` on a laptop. */
+        dir: z.string().optional(),
+        defaultMode: modeInput.optional(),
+        /** uid/gid for the files, applied where permitted (running as root). */
+        uid: z.number().int().nonnegative().optional(),
+        gid: z.number().int().nonnegative().optional(),
+      })
+      .strict()
+      .optional(),
+    /** Default refresh for every secret; `0` = fetch once. */
+    refresh: durationInput.optional(),
+    /** Fraction of the refresh interval added or removed at random (0–0.5). */
+    jitter: z.number().min(0).max(0.5).optional(),
+    backoff: z
+      .object({ initial: durationInput.optional(), max: durationInput.optional() })
+      .strict()
+      .optional(),
+    maxStale: z
+      .object({ after: durationInput.optional(), action: z.enum(['keep', 'fail']).optional() })
+      .strict()
+      .optional(),
+    /** `signal:HUP[@process]`, `http:<url>`, `exec:<command>`, or `none`. */
+    onChange: z.string().optional(),
+    /** Debounce window for change notifications across the file set. */
+    debounce: durationInput.optional(),
+    agent: z
+      .object({
+        /** `once` fetches and exits (init container); `run` keeps rotating. */
+        mode: z.enum(['once', 'run']).optional(),
+        /** File the app creates to make a long-running agent exit (for Jobs). */
+        exitFile: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    backends: z
+      .object({
+        vault: vaultSchema.optional(),
+        aws: awsSchema.optional(),
+        k8s: k8sSchema.optional(),
+        file: fileBackendSchema.optional(),
+      })
+      .strict()
+      .optional(),
+    secrets: z.record(z.string(), secretSchema),
+  })
+  .strict();
+
+/** The spec as written (YAML/JSON), before resolution. */
+export type SpecInput = z.input<typeof specSchema>;
+
+export type VaultSettings = z.output<typeof vaultSchema>;
+export type AwsSettings = z.output<typeof awsSchema>;
+export type K8sSettings = z.output<typeof k8sSchema>;
+export type FileSettings = z.output<typeof fileBackendSchema>;
+
+export interface Backends {
+  readonly vault?: Readonly<VaultSettings>;
+  readonly aws?: Readonly<AwsSettings>;
+  readonly k8s?: Readonly<K8sSettings>;
+  readonly file?: Readonly<FileSettings>;
+}
+
+/** One secret after resolution. */
+export interface ResolvedSecret {
+  readonly name: string;
+  readonly ref: SecretRef;
+  readonly format: Format;
+  readonly template: string | undefined;
+  /** Relative path under the output dir, validated (no `..`, not absolute). */
+  readonly file: string;
+  readonly mode: number;
+  /** Refresh interval in ms; 0 = fetch once. */
+  readonly refreshMs: number;
+  readonly env: string | undefined;
+}
+
+/** The validated, normalised, frozen spec everything downstream uses. */
+export interface ResolvedSpec {
+  readonly name: string | undefined;
+  readonly output: {
+    readonly dir: string;
+    readonly defaultMode: number;
+    readonly uid?: number;
+    readonly gid?: number;
+  };
+  readonly refreshMs: number;
+  readonly jitter: number;
+  readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  readonly maxStale: { readonly afterMs: number; readonly action: 'keep' | 'fail' };
+  readonly onChange: OnChange;
+  readonly debounceMs: number;
+  readonly agent: { readonly mode: 'once' | 'run'; readonly exitFile: string | undefined };
+  readonly backends: Backends;
+  /** Secrets in declaration order. */
+  readonly secrets: readonly ResolvedSecret[];
+}
+
+export const DEFAULTS = Object.freeze({
+  outputDir: '/run/sidekey',
+  mode: 0o440,
+  refreshMs: 5 * 60_000,
+  jitter: 0.1,
+  backoffInitialMs: 1000,
+  backoffMaxMs: 5 * 60_000,
+  maxStaleAfterMs: 0,
+  maxStaleAction: 'keep' as const,
+  debounceMs: 200,
+});
+
+export interface ResolveOptions {
+  /** Directory relative `file:` refs and relative output dirs resolve against (the spec file's dir). */
+  baseDir?: string;
+  /** Prefix for error locations, e.g. the spec file name. */
+  source?: string;
+  /**
+   * Provider names that exist; a ref naming another is refused with SK_ERR_PROVIDER_UNKNOWN.
+   * Omit to skip that check (it then happens when providers are created).
+   */
+  knownProviders?: readonly string[];
+  /** Extra per-secret check, e.g. the template compiler; throw an SkError to refuse. */
+  checkSecret?: (secret: ResolvedSecret, where: string) => void;
+}
+
+/** Parse YAML or JSON text (one document) and resolve it. */
+export function loadSpec(text: string, opts: ResolveOptions = {}): ResolvedSpec {
+  const src = opts.source ?? 'spec';
+  let doc: unknown;
+  try {
+    const parsed = YAML.parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+    if (parsed.errors.length > 0) {
+      const e = parsed.errors[0]!;
+      const line = e.linePos?.[0]?.line;
+      throw new SkError('SK_ERR_SPEC_PARSE', `${src}${line ? `:${line}` : ''}: ${e.message.split('\n')[0]}`, {
+        where: src,
+      });
+    }
+    doc = parsed.toJS();
+  } catch (e) {
+    if (e instanceof SkError) throw e;
+    throw new SkError('SK_ERR_SPEC_PARSE', `${src}: ${(e as Error).message.split('\n')[0]}`, { where: src });
+  }
+  return resolveSpec(doc, opts);
+}
+
+/** Validate and resolve a spec object (from YAML, or from `SIDEKEY_SPEC` JSON). */
+export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSpec {
+  const src = opts.source ?? 'spec';
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new SkError(
+      'SK_ERR_SPEC_INVALID',
+      `${src}: the spec must be a mapping with apiVersion, kind and secrets`,
+      {
+        where: src,
+      },
+    );
+  }
+  const d = doc as Record<string, unknown>;
+  if (d.apiVersion !== API_VERSION || d.kind !== KIND) {
+    throw new SkError(
+      'SK_ERR_SPEC_VERSION',
+      `${src}: apiVersion/kind must be ${API_VERSION}/${KIND}, got ${String(d.apiVersion)}/${String(d.kind)}`,
+      { where: `${src}:apiVersion` },
+    );
+  }
+  const r = specSchema.safeParse(doc);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const at = issue.path.map(String).join('.') || '(root)';
+    throw new SkError('SK_ERR_SPEC_INVALID', `${src}: ${at}: ${issueText(issue)}`, { where: `${src}:${at}` });
+  }
+  const s = r.data;
+  const baseDir = opts.baseDir ?? process.cwd();
+  const w = (p: string) => `${src}:${p}`;
+
+  const defaultMode =
+    s.output?.defaultMode === undefined
+      ? DEFAULTS.mode
+      : parseFileMode(s.output.defaultMode, w('output.defaultMode'));
+  const refreshMs = s.refresh === undefined ? DEFAULTS.refreshMs : parseDuration(s.refresh, w('refresh'));
+  const outDir = s.output?.dir ?? DEFAULTS.outputDir;
+
+  const secrets: ResolvedSecret[] = [];
+  const files = new Map<string, string>();
+  for (const [name, sec] of Object.entries(s.secrets)) {
+    const at = `secrets.${name}`;
+    if (!SECRET_NAME_RE.test(name)) {
+      throw new SkError(
+        'SK_ERR_SECRET_NAME',
+        `${w(at)}: "${name}" must be lowercase letters, digits, - or .`,
+        {
+          where: w(at),
+        },
+      );
+    }
+    const ref = parseRef(sec.ref, w(`${at}.ref`));
+    if (opts.knownProviders && !opts.knownProviders.includes(ref.provider)) {
+      throw new SkError(
+        'SK_ERR_PROVIDER_UNKNOWN',
+        `${w(`${at}.ref`)}: unknown provider "${ref.provider}" (known: ${opts.knownProviders.join(', ')})`,
+        { where: w(`${at}.ref`) },
+      );
+    }
+    const file = validateRelativePath(sec.file ?? name, w(`${at}.file`));
+    const clash = files.get(file);
+    if (clash) {
+      throw new SkError(
+        'SK_ERR_PATH_INVALID',
+        `${w(`${at}.file`)}: "${file}" is also the file of secret "${clash}"`,
+        {
+          where: w(`${at}.file`),
+        },
+      );
+    }
+    files.set(file, name);
+    const resolved: ResolvedSecret = {
+      name,
+      ref,
+      format: sec.format ?? 'raw',
+      template: sec.template,
+      file,
+      mode: sec.mode === undefined ? defaultMode : parseFileMode(sec.mode, w(`${at}.mode`)),
+      refreshMs: sec.refresh === undefined ? refreshMs : parseDuration(sec.refresh, w(`${at}.refresh`)),
+      env: sec.env,
+    };
+    opts.checkSecret?.(resolved, w(at));
+    secrets.push(resolved);
+  }
+  checkFilePrefixes(files, w);
+
+  const spec: ResolvedSpec = {
+    name: s.metadata?.name,
+    output: {
+      dir: path.resolve(baseDir, outDir),
+      defaultMode,
+      ...(s.output?.uid !== undefined ? { uid: s.output.uid } : {}),
+      ...(s.output?.gid !== undefined ? { gid: s.output.gid } : {}),
+    },
+    refreshMs,
+    jitter: s.jitter ?? DEFAULTS.jitter,
+    backoff: {
+      initialMs:
+        s.backoff?.initial === undefined
+          ? DEFAULTS.backoffInitialMs
+          : parseDuration(s.backoff.initial, w('backoff.initial')),
+      maxMs:
+        s.backoff?.max === undefined ? DEFAULTS.backoffMaxMs : parseDuration(s.backoff.max, w('backoff.max')),
+    },
+    maxStale: {
+      afterMs:
+        s.maxStale?.after === undefined
+          ? DEFAULTS.maxStaleAfterMs
+          : parseDuration(s.maxStale.after, w('maxStale.after')),
+      action: s.maxStale?.action ?? DEFAULTS.maxStaleAction,
+    },
+    onChange: parseOnChange(s.onChange ?? 'none', w('onChange')),
+    debounceMs: s.debounce === undefined ? DEFAULTS.debounceMs : parseDuration(s.debounce, w('debounce')),
+    agent: { mode: s.agent?.mode ?? 'run', exitFile: s.agent?.exitFile },
+    backends: {
+      ...s.backends,
+      file: { ...s.backends?.file, baseDir: path.resolve(baseDir, s.backends?.file?.baseDir ?? '.') },
+    },
+    secrets,
+  };
+  return deepFreeze(spec);
+}
+
+/** A file may not be both a file and a directory of another file (`a` and `a/b`). */
+function checkFilePrefixes(files: Map<string, string>, w: (p: string) => string): void {
+  for (const [file, name] of files) {
+    const parts = file.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      const other = files.get(prefix);
+      if (other) {
+        throw new SkError(
+          'SK_ERR_PATH_INVALID',
+          `${w(`secrets.${name}.file`)}: "${file}" is inside the file of secret "${other}"`,
+          {
+            where: w(`secrets.${name}.file`),
+          },
+        );
+      }
+    }
+  }
+}
+
+function issueText(issue: z.core.$ZodIssue): string {
+  // zod's messages are about types and keys, never about values, so they are safe to show.
+  if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}`;
+  return issue.message;
+}
+
+/** Recursively freeze an object graph (spec objects are plain data). */
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as Record<string, unknown>)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** A JSON Schema of the spec document, for editors and docs (`sidekey schema`). */
+export function specJsonSchema(): unknown {
+  return z.toJSONSchema(specSchema, { io: 'input' });
+}
