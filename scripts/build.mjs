@@ -7,7 +7,9 @@ import { rm } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const outdir = new URL('../dist/', import.meta.url).pathname;
-await rm(outdir, { recursive: true, force: true });
+// No clean by default: several test runs may build at once, and removing dist/ under a running CLI
+// breaks it. Chunk names carry content hashes, so stale chunks are harmless; `--clean` for releases.
+if (process.argv.includes('--clean')) await rm(outdir, { recursive: true, force: true });
 const result = await build({
   entryPoints: { sidekey: 'cli/main.ts' },
   outdir,
