@@ -1,0 +1,674 @@
+import path from 'node:path';
+import { parseDuration } from './duration.js';
+import { SkError } from './errors.js';
+import { parseOnChange } from './on-change.js';
+import { parseFileMode, validateRelativePath } from './paths.js';
+import { parseRef } from './refs.js';
+import { API_VERSION, DEFAULTS, FORMATS, type Format, KIND, SECRET_NAME_RE, type SpecInput } from './spec.js';
+
+/**
+ * Every `sidekey.io/*` pod annotation, in one place. Each key is a named constant whose doc comment
+ * gives its format and default; docs/annotations.md lists the same table for users.
+ *
+ * Two consumers: the webhook (annotations → pod patch + agent spec) and `sidekey scan`/`migrate`
+ * (which write these annotations). Parsing is pure: no I/O, errors are {@link SkError}s whose `where`
+ * is the annotation key, so an admission denial or a CLI message always names the annotation.
+ */
+
+/** The prefix of every sidekey annotation. */
+export const PREFIX = 'sidekey.io/';
+
+// ---------------------------------------------------------------------------------------------------
+// Pod level
+// ---------------------------------------------------------------------------------------------------
+
+/** `"true"` opts the pod in. Anything else (or absent) leaves the pod untouched. Default: absent. */
+export const ANN_INJECT = 'sidekey.io/inject';
+/** Written by the webhook (`injected`); a pod carrying it is never mutated again. */
+export const ANN_STATUS = 'sidekey.io/status';
+/** Value of {@link ANN_STATUS} once injected. */
+export const STATUS_INJECTED = 'injected';
+/**
+ * `auto` | `native` | `sidecar` | `init-only`. Default: the webhook config's `defaultMode` (`auto`:
+ * native sidecar where the cluster supports it, else init container + classic sidecar).
+ */
+export const ANN_MODE = 'sidekey.io/mode';
+/** Comma list of app container names that get the mount and `*_FILE` env. Default: all containers. */
+export const ANN_CONTAINERS = 'sidekey.io/containers';
+/** Absolute directory where secrets appear in app containers. Default `/run/sidekey`. */
+export const ANN_MOUNT_PATH = 'sidekey.io/mount-path';
+/** Default refresh for every secret: a duration (`30s`, `5m`, `1h30m`) or `0` (once). Default `5m`. */
+export const ANN_REFRESH = 'sidekey.io/refresh';
+/**
+ * After files change: `signal:HUP[@process]`, `http:<url>`, `exec:<command>` or `none` (default).
+ * `signal:` makes the webhook set `shareProcessNamespace: true` so the agent can see the app.
+ */
+export const ANN_ON_CHANGE = 'sidekey.io/on-change';
+/** Give up on a secret that could not be refreshed for this long (duration). Default `0` (never). */
+export const ANN_MAX_STALE = 'sidekey.io/max-stale';
+/** What to do once {@link ANN_MAX_STALE} is exceeded: `keep` (default, keep last good) | `fail`. */
+export const ANN_MAX_STALE_ACTION = 'sidekey.io/max-stale-action';
+
+// --- resources / identity of the injected agent ---
+
+/** CPU request of the agent (Kubernetes quantity, e.g. `10m`). Default: webhook config. */
+export const ANN_CPU_REQUEST = 'sidekey.io/cpu-request';
+/** CPU limit of the agent (quantity). Default: webhook config. */
+export const ANN_CPU_LIMIT = 'sidekey.io/cpu-limit';
+/** Memory request of the agent (quantity, e.g. `32Mi`). Default: webhook config. */
+export const ANN_MEMORY_REQUEST = 'sidekey.io/memory-request';
+/** Memory limit of the agent (quantity). Default: webhook config. */
+export const ANN_MEMORY_LIMIT = 'sidekey.io/memory-limit';
+/** uid of the agent (non-zero integer). Default: the pod's `runAsUser`, else the webhook config. */
+export const ANN_RUN_AS_USER = 'sidekey.io/run-as-user';
+/** gid of the agent (integer). Default: the pod's `runAsGroup`, else the webhook config. */
+export const ANN_RUN_AS_GROUP = 'sidekey.io/run-as-group';
+/** `sizeLimit` of the memory-backed volume (quantity). Default `4Mi` (counts against pod memory). */
+export const ANN_TMPFS_SIZE = 'sidekey.io/tmpfs-size';
+/**
+ * IAM role ARN for IRSA (`arn:aws:iam::<acct>:role/<name>`): the agent gets `AWS_ROLE_ARN` and a
+ * projected token with the AWS audience. Default: none (the SDK's default credential chain).
+ */
+export const ANN_AWS_ROLE_ARN = 'sidekey.io/aws-role-arn';
+
+// ---------------------------------------------------------------------------------------------------
+// Per secret: `sidekey.io/<prefix><name>`
+// ---------------------------------------------------------------------------------------------------
+
+/** `secret-<name>: <ref>` — required, declares the secret (`<provider>:<locator>[#key]`). */
+export const SECRET_PREFIX = 'secret-';
+/** `format-<name>`: `raw` (default) | `json` | `env` | `yaml` | `properties`. */
+export const FORMAT_PREFIX = 'format-';
+/** `template-<name>`: a LiquidJS template rendering the file (sandboxed). Default: none. */
+export const TEMPLATE_PREFIX = 'template-';
+/** `file-<name>`: relative path under the mount path (no `..`, not absolute). Default: `<name>`. */
+export const FILE_PREFIX = 'file-';
+/** `mode-<name>`: octal file mode. Default `0440`. */
+export const MODE_PREFIX = 'mode-';
+/** `refresh-<name>`: per-secret refresh (duration or `0`). Default: {@link ANN_REFRESH}. */
+export const REFRESH_PREFIX = 'refresh-';
+/**
+ * `env-<name>: VAR`: app containers get `VAR_FILE=<mount>/<file>`, and an existing env var `VAR`
+ * (literal or `secretKeyRef`) is removed from them. Default: none.
+ */
+export const ENV_PREFIX = 'env-';
+
+/** The per-secret prefixes, in the order docs list them. */
+export const SECRET_PREFIXES = [
+  SECRET_PREFIX,
+  FORMAT_PREFIX,
+  TEMPLATE_PREFIX,
+  FILE_PREFIX,
+  MODE_PREFIX,
+  REFRESH_PREFIX,
+  ENV_PREFIX,
+] as const;
+
+/** The full annotation key of a per-secret setting, e.g. `secretKey('file-', 'db')`. */
+export function secretKey(prefix: (typeof SECRET_PREFIXES)[number], name: string): string {
+  return `${PREFIX}${prefix}${name}`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backend settings: one table, annotation → spec field
+// ---------------------------------------------------------------------------------------------------
+
+type SettingType = 'string' | 'url' | 'duration' | 'boolean' | readonly string[];
+
+/** One backend setting: annotation key, the spec field it sets, and how its value is checked. */
+export interface BackendSetting {
+  readonly key: string;
+  readonly backend: 'vault' | 'aws';
+  readonly field: string;
+  readonly type: SettingType;
+  readonly doc: string;
+}
+
+/**
+ * Backend settings a pod may override (cluster defaults come from the webhook config). One row per
+ * key; the webhook, `sidekey migrate` and docs/annotations.md all read this table.
+ */
+export const BACKEND_SETTINGS: readonly BackendSetting[] = Object.freeze([
+  { key: 'sidekey.io/vault-addr', backend: 'vault', field: 'addr', type: 'url', doc: 'Vault/OpenBao URL' },
+  { key: 'sidekey.io/vault-role', backend: 'vault', field: 'role', type: 'string', doc: 'auth role' },
+  {
+    key: 'sidekey.io/vault-auth-path',
+    backend: 'vault',
+    field: 'authPath',
+    type: 'string',
+    doc: 'auth mount, e.g. `kubernetes` or `auth/k8s-prod`',
+  },
+  {
+    key: 'sidekey.io/vault-auth-method',
+    backend: 'vault',
+    field: 'authMethod',
+    type: ['kubernetes', 'jwt', 'approle', 'token'],
+    doc: 'auth method (default `kubernetes`)',
+  },
+  {
+    key: 'sidekey.io/vault-namespace',
+    backend: 'vault',
+    field: 'namespace',
+    type: 'string',
+    doc: 'Vault Enterprise / OpenBao namespace',
+  },
+  {
+    key: 'sidekey.io/vault-audience',
+    backend: 'vault',
+    field: 'audience',
+    type: 'string',
+    doc: 'audience of the projected service-account token (default: the API server audience)',
+  },
+  {
+    key: 'sidekey.io/vault-ca-cert',
+    backend: 'vault',
+    field: 'caCert',
+    type: 'string',
+    doc: 'CA certificate file in the agent container',
+  },
+  {
+    key: 'sidekey.io/vault-tls-server-name',
+    backend: 'vault',
+    field: 'tlsServerName',
+    type: 'string',
+    doc: 'TLS server name (SNI) to verify',
+  },
+  {
+    key: 'sidekey.io/vault-tls-skip-verify',
+    backend: 'vault',
+    field: 'tlsSkipVerify',
+    type: 'boolean',
+    doc: '`true` to skip TLS verification (testing only)',
+  },
+  {
+    key: 'sidekey.io/vault-timeout',
+    backend: 'vault',
+    field: 'timeout',
+    type: 'duration',
+    doc: 'request timeout',
+  },
+  {
+    key: 'sidekey.io/vault-revoke-on-shutdown',
+    backend: 'vault',
+    field: 'revokeOnShutdown',
+    type: 'boolean',
+    doc: '`true` to revoke dynamic leases when the agent stops',
+  },
+  { key: 'sidekey.io/aws-region', backend: 'aws', field: 'region', type: 'string', doc: 'AWS region' },
+  {
+    key: 'sidekey.io/aws-endpoint',
+    backend: 'aws',
+    field: 'endpoint',
+    type: 'url',
+    doc: 'Secrets Manager endpoint URL (VPC endpoint, LocalStack)',
+  },
+  {
+    key: 'sidekey.io/aws-audience',
+    backend: 'aws',
+    field: 'audience',
+    type: 'string',
+    doc: 'audience of the IRSA web-identity token (default `sts.amazonaws.com`)',
+  },
+] satisfies BackendSetting[]);
+
+const BACKEND_BY_KEY = new Map(BACKEND_SETTINGS.map((s) => [s.key, s]));
+
+/** Pod-level keys (not per-secret, not backend settings). */
+export const POD_KEYS: readonly string[] = Object.freeze([
+  ANN_INJECT,
+  ANN_STATUS,
+  ANN_MODE,
+  ANN_CONTAINERS,
+  ANN_MOUNT_PATH,
+  ANN_REFRESH,
+  ANN_ON_CHANGE,
+  ANN_MAX_STALE,
+  ANN_MAX_STALE_ACTION,
+  ANN_CPU_REQUEST,
+  ANN_CPU_LIMIT,
+  ANN_MEMORY_REQUEST,
+  ANN_MEMORY_LIMIT,
+  ANN_RUN_AS_USER,
+  ANN_RUN_AS_GROUP,
+  ANN_TMPFS_SIZE,
+  ANN_AWS_ROLE_ARN,
+]);
+const POD_KEY_SET = new Set(POD_KEYS);
+
+/** Injection modes (`sidekey.io/mode`). */
+export const INJECT_MODES = ['auto', 'native', 'sidecar', 'init-only'] as const;
+export type InjectMode = (typeof INJECT_MODES)[number];
+
+// ---------------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------------
+
+export type Annotations = Readonly<Record<string, string | undefined>>;
+
+/** Whether the annotations opt in (`sidekey.io/inject: "true"`, exactly). */
+export function isOptedIn(annotations: Annotations | undefined): boolean {
+  return annotations?.[ANN_INJECT] === 'true';
+}
+
+/** Whether the pod was already injected (`sidekey.io/status: injected`). */
+export function isInjected(annotations: Annotations | undefined): boolean {
+  return annotations?.[ANN_STATUS] === STATUS_INJECTED;
+}
+
+/** Cluster defaults the annotations override (the webhook takes them from its config file). */
+export interface AnnotationDefaults {
+  /** Default `/run/sidekey`. */
+  readonly mountPath?: string;
+  /** Default refresh (duration). */
+  readonly refresh?: string;
+  /** Default on-change action. */
+  readonly onChange?: string;
+  readonly backends?: {
+    readonly vault?: Readonly<Record<string, unknown>>;
+    readonly aws?: Readonly<Record<string, unknown>>;
+  };
+}
+
+/** A classified annotation key. */
+export type KeyKind =
+  | { kind: 'pod'; key: string }
+  | { kind: 'backend'; key: string; setting: BackendSetting }
+  | { kind: 'secret'; key: string; prefix: (typeof SECRET_PREFIXES)[number]; name: string }
+  | { kind: 'unknown'; key: string }
+  | { kind: 'foreign'; key: string };
+
+/** Classify an annotation key: pod-level, backend setting, per-secret, unknown sidekey.io/ key, or other. */
+export function classifyKey(key: string): KeyKind {
+  if (!key.startsWith(PREFIX)) return { kind: 'foreign', key };
+  if (POD_KEY_SET.has(key)) return { kind: 'pod', key };
+  const setting = BACKEND_BY_KEY.get(key);
+  if (setting) return { kind: 'backend', key, setting };
+  const rest = key.slice(PREFIX.length);
+  for (const prefix of SECRET_PREFIXES) {
+    if (rest.startsWith(prefix) && rest.length > prefix.length) {
+      return { kind: 'secret', key, prefix, name: rest.slice(prefix.length) };
+    }
+  }
+  return { kind: 'unknown', key };
+}
+
+function invalid(key: string, why: string, code: 'SK_ERR_ANNOTATION_INVALID' = 'SK_ERR_ANNOTATION_INVALID') {
+  return new SkError(code, `${key}: ${why}`, { where: key });
+}
+
+/** Short, single-line rendering of a user value for messages (annotation values are not secrets). */
+function show(v: string): string {
+  const s = v.replace(/\s+/g, ' ');
+  return JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
+}
+
+/**
+ * Check that `sidekey.io/*` keys are known. Throws SK_ERR_ANNOTATION_UNKNOWN naming the first unknown
+ * key (sorted, so the message is stable).
+ */
+export function checkKnownKeys(annotations: Annotations): void {
+  for (const key of Object.keys(annotations).sort()) {
+    if (classifyKey(key).kind === 'unknown') {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_UNKNOWN',
+        `${key}: unknown sidekey.io annotation (see docs/annotations.md)`,
+        { where: key },
+      );
+    }
+  }
+}
+
+/** Parse a duration annotation, naming the key on error. */
+function durationAt(key: string, v: string): string {
+  parseDuration(v, key);
+  return v.trim();
+}
+
+function parseSetting(s: BackendSetting, raw: string): unknown {
+  const v = raw.trim();
+  if (v === '') throw invalid(s.key, 'is empty');
+  if (Array.isArray(s.type)) {
+    if (!s.type.includes(v)) throw invalid(s.key, `${show(v)} is not one of ${s.type.join(', ')}`);
+    return v;
+  }
+  switch (s.type) {
+    case 'url': {
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        throw invalid(s.key, `${show(v)} is not an absolute URL`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw invalid(s.key, 'must be an http(s) URL');
+      if (u.username || u.password) throw invalid(s.key, 'must not carry credentials');
+      return v;
+    }
+    case 'boolean':
+      if (v !== 'true' && v !== 'false') throw invalid(s.key, `${show(v)} is not true or false`);
+      return v === 'true';
+    case 'duration':
+      return durationAt(s.key, v);
+    default:
+      return v;
+  }
+}
+
+/** Secrets declared by the annotations, keyed by name, with their raw per-secret settings. */
+interface RawSecret {
+  ref?: string;
+  format?: string;
+  template?: string;
+  file?: string;
+  mode?: string;
+  refresh?: string;
+  env?: string;
+}
+
+const PREFIX_FIELD: Record<(typeof SECRET_PREFIXES)[number], keyof RawSecret> = {
+  'secret-': 'ref',
+  'format-': 'format',
+  'template-': 'template',
+  'file-': 'file',
+  'mode-': 'mode',
+  'refresh-': 'refresh',
+  'env-': 'env',
+};
+
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Validate a mount path: absolute, normalised, not `/`, no `..`; the directory secrets appear in.
+ * Exported for the webhook config (the default mount path) so both follow the same rule.
+ */
+export function validateMountPath(p: string, where: string): string {
+  const v = p.trim();
+  const fail = (why: string) =>
+    new SkError('SK_ERR_ANNOTATION_INVALID', `${where}: ${show(v)} ${why}`, { where });
+  if (!path.posix.isAbsolute(v)) throw fail('is not an absolute path');
+  if (v === '/') throw fail('must not be /');
+  if (v.includes('\\') || v.includes('\0')) throw fail('contains a backslash or NUL');
+  if (v.split('/').some((s) => s === '..' || s === '.')) throw fail('contains . or .. segments');
+  if (path.posix.normalize(v) !== v || v.endsWith('/')) throw fail('is not normalised');
+  return v;
+}
+
+/**
+ * Turn pod annotations (already opted in) plus cluster defaults into the sidekey.io/v1 spec the agent
+ * receives in `SIDEKEY_SPEC`.
+ *
+ * Every value is validated here, with the annotation key as the error location: SK_ERR_ANNOTATION_UNKNOWN
+ * for an unknown `sidekey.io/*` key, SK_ERR_SECRET_NAME, SK_ERR_REF_SYNTAX, SK_ERR_FORMAT_INVALID,
+ * SK_ERR_PATH_INVALID, SK_ERR_MODE_INVALID, SK_ERR_DURATION_INVALID, SK_ERR_ON_CHANGE_INVALID, and
+ * SK_ERR_ANNOTATION_INVALID for the rest (a per-secret setting without its `secret-<name>`, a missing
+ * secret, bad backend values). Provider existence and template syntax are checked by the caller, which
+ * knows the provider registry and the template compiler (see webhook/validate.ts).
+ *
+ * Values are kept as written (`"0440"`, `"5m"`), so the spec in the pod reads like the annotations.
+ */
+export function annotationsToSpec(annotations: Annotations, defaults: AnnotationDefaults = {}): SpecInput {
+  checkKnownKeys(annotations);
+  const get = (k: string): string | undefined => annotations[k];
+
+  const secrets = new Map<string, RawSecret>();
+  const backends: { vault?: Record<string, unknown>; aws?: Record<string, unknown> } = {};
+  for (const [k, v] of Object.entries(defaults.backends ?? {})) {
+    if (v) backends[k as 'vault' | 'aws'] = { ...v };
+  }
+
+  for (const key of Object.keys(annotations).sort()) {
+    const raw = annotations[key];
+    if (raw === undefined) continue;
+    const c = classifyKey(key);
+    if (c.kind === 'backend') {
+      const b = c.setting.backend;
+      backends[b] = { ...backends[b], [c.setting.field]: parseSetting(c.setting, raw) };
+    } else if (c.kind === 'secret') {
+      if (!SECRET_NAME_RE.test(c.name)) {
+        throw new SkError(
+          'SK_ERR_SECRET_NAME',
+          `${key}: secret name ${show(c.name)} must be lowercase letters, digits, - or .`,
+          { where: key },
+        );
+      }
+      const s = secrets.get(c.name) ?? {};
+      s[PREFIX_FIELD[c.prefix]] = raw;
+      secrets.set(c.name, s);
+    }
+  }
+
+  const specSecrets: SpecInput['secrets'] = {};
+  const files = new Map<string, string>();
+  const envs = new Map<string, string>();
+  for (const name of [...secrets.keys()].sort()) {
+    const s = secrets.get(name)!;
+    const k = (p: (typeof SECRET_PREFIXES)[number]) => secretKey(p, name);
+    if (s.ref === undefined) {
+      const present = SECRET_PREFIXES.find((p) => s[PREFIX_FIELD[p]] !== undefined)!;
+      throw invalid(
+        k(present),
+        `sets a property of secret "${name}", but ${k('secret-')} does not declare it`,
+      );
+    }
+    const ref = parseRef(s.ref, k('secret-'));
+    const out: SpecInput['secrets'][string] = { ref: ref.raw };
+    if (s.format !== undefined) {
+      const f = s.format.trim();
+      if (!(FORMATS as readonly string[]).includes(f)) {
+        throw new SkError(
+          'SK_ERR_FORMAT_INVALID',
+          `${k('format-')}: ${show(f)} is not one of ${FORMATS.join(', ')}`,
+          {
+            where: k('format-'),
+          },
+        );
+      }
+      out.format = f as Format;
+    }
+    if (s.template !== undefined) {
+      if (s.template.trim() === '') throw invalid(k('template-'), 'is empty');
+      out.template = s.template;
+    }
+    const file = validateRelativePath(
+      s.file?.trim() ?? name,
+      s.file === undefined ? k('secret-') : k('file-'),
+    );
+    const clash = files.get(file);
+    if (clash !== undefined) {
+      throw new SkError(
+        'SK_ERR_PATH_INVALID',
+        `${s.file === undefined ? k('secret-') : k('file-')}: file "${file}" is also the file of secret "${clash}"`,
+        { where: s.file === undefined ? k('secret-') : k('file-') },
+      );
+    }
+    files.set(file, name);
+    if (s.file !== undefined) out.file = file;
+    if (s.mode !== undefined) {
+      parseFileMode(s.mode, k('mode-'));
+      out.mode = s.mode.trim();
+    }
+    if (s.refresh !== undefined) out.refresh = durationAt(k('refresh-'), s.refresh);
+    if (s.env !== undefined) {
+      const e = s.env.trim();
+      if (!ENV_NAME_RE.test(e)) throw invalid(k('env-'), `${show(e)} is not an environment variable name`);
+      const other = envs.get(e);
+      if (other !== undefined) throw invalid(k('env-'), `${e} is already replaced by secret "${other}"`);
+      envs.set(e, name);
+      out.env = e;
+    }
+    specSecrets[name] = out;
+  }
+  // `a` and `a/b` cannot both exist: one would be a file and a directory.
+  for (const [file, name] of files) {
+    const parts = file.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const other = files.get(parts.slice(0, i).join('/'));
+      if (other !== undefined) {
+        throw new SkError(
+          'SK_ERR_PATH_INVALID',
+          `${secretKey('file-', name)}: "${file}" is inside the file of secret "${other}"`,
+          { where: secretKey('file-', name) },
+        );
+      }
+    }
+  }
+  if (Object.keys(specSecrets).length === 0) {
+    throw invalid(
+      ANN_INJECT,
+      `is "true" but no ${PREFIX}${SECRET_PREFIX}<name> annotation declares a secret`,
+    );
+  }
+
+  const spec: SpecInput = { apiVersion: API_VERSION, kind: KIND, secrets: specSecrets };
+  const mountRaw = get(ANN_MOUNT_PATH);
+  spec.output = {
+    dir:
+      mountRaw !== undefined
+        ? validateMountPath(mountRaw, ANN_MOUNT_PATH)
+        : (defaults.mountPath ?? DEFAULTS.outputDir),
+  };
+  const refresh = get(ANN_REFRESH);
+  if (refresh !== undefined) spec.refresh = durationAt(ANN_REFRESH, refresh);
+  else if (defaults.refresh !== undefined) spec.refresh = defaults.refresh;
+  const onChange = get(ANN_ON_CHANGE) ?? defaults.onChange;
+  if (onChange !== undefined) {
+    parseOnChange(onChange, get(ANN_ON_CHANGE) !== undefined ? ANN_ON_CHANGE : 'defaults.onChange');
+    if (onChange.trim() !== 'none' && onChange.trim() !== '') spec.onChange = onChange.trim();
+  }
+  const maxStale = get(ANN_MAX_STALE);
+  const maxStaleAction = get(ANN_MAX_STALE_ACTION);
+  if (maxStale !== undefined || maxStaleAction !== undefined) {
+    spec.maxStale = {};
+    if (maxStale !== undefined) spec.maxStale.after = durationAt(ANN_MAX_STALE, maxStale);
+    if (maxStaleAction !== undefined) {
+      const a = maxStaleAction.trim();
+      if (a !== 'keep' && a !== 'fail') throw invalid(ANN_MAX_STALE_ACTION, `${show(a)} is not keep or fail`);
+      spec.maxStale.action = a;
+    }
+  }
+  const mode = parseInjectMode(annotations);
+  if (mode === 'init-only') spec.agent = { mode: 'once' };
+  if (backends.vault || backends.aws) {
+    spec.backends = {};
+    if (backends.vault) spec.backends.vault = backends.vault as NonNullable<SpecInput['backends']>['vault'];
+    if (backends.aws) spec.backends.aws = backends.aws as NonNullable<SpecInput['backends']>['aws'];
+  }
+  return spec;
+}
+
+/** `sidekey.io/mode`, or undefined when not set (the caller applies its default). */
+export function parseInjectMode(annotations: Annotations): InjectMode | undefined {
+  const v = annotations[ANN_MODE];
+  if (v === undefined) return undefined;
+  const m = v.trim();
+  if (!(INJECT_MODES as readonly string[]).includes(m)) {
+    throw invalid(ANN_MODE, `${show(m)} is not one of ${INJECT_MODES.join(', ')}`);
+  }
+  return m as InjectMode;
+}
+
+/**
+ * Kubernetes resource quantity (the apimachinery regex), non-negative: `100m`, `0.5`, `32Mi`, `1e3`.
+ */
+const QUANTITY_RE =
+  /^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+
+/** Check a resource quantity, naming `where` on error. */
+export function parseQuantity(v: string, where: string): string {
+  const q = v.trim();
+  if (!QUANTITY_RE.test(q)) {
+    throw new SkError(
+      'SK_ERR_ANNOTATION_INVALID',
+      `${where}: ${show(q)} is not a resource quantity such as 100m or 32Mi`,
+      {
+        where,
+      },
+    );
+  }
+  return q;
+}
+
+/** Pod-level settings that shape the injected containers rather than the agent spec. */
+export interface InjectOptions {
+  /** Undefined: the webhook default. */
+  readonly mode: InjectMode | undefined;
+  /** App containers to mount into; undefined = all. */
+  readonly containers: readonly string[] | undefined;
+  readonly resources: {
+    readonly requests: { readonly cpu?: string; readonly memory?: string };
+    readonly limits: { readonly cpu?: string; readonly memory?: string };
+  };
+  readonly runAsUser: number | undefined;
+  readonly runAsGroup: number | undefined;
+  readonly tmpfsSize: string | undefined;
+  readonly awsRoleArn: string | undefined;
+}
+
+function intAt(key: string, v: string, min: number): number {
+  const s = v.trim();
+  if (!/^\d{1,10}$/.test(s) || Number(s) < min || Number(s) > 2147483647) {
+    throw invalid(key, `${show(s)} is not an integer between ${min} and 2147483647`);
+  }
+  return Number(s);
+}
+
+/** Parse the pod-level options (mode, containers, resources, identity). Names the key on error. */
+export function parseInjectOptions(annotations: Annotations): InjectOptions {
+  const get = (k: string) => annotations[k];
+  let containers: string[] | undefined;
+  const c = get(ANN_CONTAINERS);
+  if (c !== undefined) {
+    containers = c
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (containers.length === 0) throw invalid(ANN_CONTAINERS, 'names no container');
+    for (const n of containers) {
+      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n))
+        throw invalid(ANN_CONTAINERS, `${show(n)} is not a container name`);
+    }
+    const seen = new Set<string>();
+    for (const n of containers) {
+      if (seen.has(n)) throw invalid(ANN_CONTAINERS, `names ${n} twice`);
+      seen.add(n);
+    }
+  }
+  const q = (k: string) => {
+    const v = get(k);
+    return v === undefined ? undefined : parseQuantity(v, k);
+  };
+  const requests: { cpu?: string; memory?: string } = {};
+  const limits: { cpu?: string; memory?: string } = {};
+  const cpuReq = q(ANN_CPU_REQUEST);
+  const cpuLim = q(ANN_CPU_LIMIT);
+  const memReq = q(ANN_MEMORY_REQUEST);
+  const memLim = q(ANN_MEMORY_LIMIT);
+  if (cpuReq !== undefined) requests.cpu = cpuReq;
+  if (memReq !== undefined) requests.memory = memReq;
+  if (cpuLim !== undefined) limits.cpu = cpuLim;
+  if (memLim !== undefined) limits.memory = memLim;
+  const ru = get(ANN_RUN_AS_USER);
+  const rg = get(ANN_RUN_AS_GROUP);
+  const arn = get(ANN_AWS_ROLE_ARN)?.trim();
+  if (arn !== undefined && !/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/.test(arn)) {
+    throw invalid(ANN_AWS_ROLE_ARN, `${show(arn)} is not an IAM role ARN`);
+  }
+  return {
+    mode: parseInjectMode(annotations),
+    containers,
+    resources: { requests, limits },
+    // uid 0 is refused: the agent must pass the restricted Pod Security Standard.
+    runAsUser: ru === undefined ? undefined : intAt(ANN_RUN_AS_USER, ru, 1),
+    runAsGroup: rg === undefined ? undefined : intAt(ANN_RUN_AS_GROUP, rg, 0),
+    tmpfsSize: q(ANN_TMPFS_SIZE),
+    awsRoleArn: arn,
+  };
+}
+
+/** Every annotation key users can set, for docs and `sidekey migrate` (per-secret ones as patterns). */
+export function documentedKeys(): string[] {
+  return [
+    ...POD_KEYS,
+    ...SECRET_PREFIXES.map((p) => `${PREFIX}${p}<name>`),
+    ...BACKEND_SETTINGS.map((s) => s.key),
+  ];
+}
