@@ -131,6 +131,11 @@ export const ERRORS = {
     status: 500,
   },
   SK_ERR_TLS: { summary: 'the TLS certificate or key cannot be loaded', kind: 'runtime', status: 500 },
+  SK_ERR_WEBHOOK_CONFIG: {
+    summary: 'the webhook config file is missing, not YAML, or has a bad field',
+    kind: 'input',
+    status: 500,
+  },
   SK_ERR_INTERNAL: { summary: 'a bug in sidekey; please report it', kind: 'runtime', status: 500 },
 } as const satisfies Record<string, ErrorDef>;
 

@@ -1,0 +1,58 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { SkError } from '../../../src/errors.js';
+import { loadWebhookConfig, nativeSidecarsEnabled, parseWebhookConfig } from '../../../webhook/config.js';
+
+describe('webhook config', () => {
+  it('an empty document gives frozen defaults and adds the own namespace to the exclusions', () => {
+    const c = parseWebhookConfig(null, { ownNamespace: 'sidekey-system' });
+    expect(c.agent.image).toMatch(/sidekey/);
+    expect(c.agent.resources).toEqual({
+      requests: { cpu: '10m', memory: '32Mi' },
+      limits: { memory: '64Mi' },
+    });
+    expect(c.defaultMode).toBe('auto');
+    expect(c.mountPath).toBe('/run/sidekey');
+    expect(c.tmpfsSize).toBe('4Mi');
+    expect(c.onInvalidAnnotations).toBe('deny');
+    expect(c.excluded).toEqual(['kube-system', 'kube-public', 'sidekey-system']);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.agent.resources.requests)).toBe(true);
+  });
+
+  it('reads YAML and names the bad field', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'skcfg-'));
+    const f = path.join(dir, 'c.yaml');
+    writeFileSync(
+      f,
+      'agent:\n  image: reg/sidekey:1\n  resources:\n    limits: {cpu: 200m}\nbackends:\n  vault: {addr: "https://vault:8200", role: app}\n',
+    );
+    const c = loadWebhookConfig(f, { POD_NAMESPACE: 'sk' });
+    expect(c.agent.image).toBe('reg/sidekey:1');
+    expect(c.agent.resources.limits).toEqual({ cpu: '200m' });
+    expect(c.agent.resources.requests).toEqual({ cpu: '10m', memory: '32Mi' });
+    expect(c.backends.vault?.role).toBe('app');
+    writeFileSync(f, 'tmpfsSize: huge\n');
+    const e = (() => {
+      try {
+        loadWebhookConfig(f, {});
+      } catch (x) {
+        return x as SkError;
+      }
+    })();
+    expect(e?.code).toBe('SK_ERR_WEBHOOK_CONFIG');
+    expect(e?.message).toContain('tmpfsSize');
+    writeFileSync(f, 'bogus: 1\n');
+    expect(() => loadWebhookConfig(f, {})).toThrow(/unknown field\(s\) bogus/);
+  });
+
+  it('native sidecars: explicit, or from the version (>= 1.29), else classic', () => {
+    expect(nativeSidecarsEnabled(parseWebhookConfig({ nativeSidecars: true }))).toBe(true);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({}))).toBe(false);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({}), 'v1.29.0')).toBe(true);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({ kubernetesVersion: '1.28' }))).toBe(false);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({ kubernetesVersion: 'v1.33.1' }), 'v1.20')).toBe(true);
+  });
+});

@@ -1,0 +1,235 @@
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { INJECT_MODES, parseQuantity, validateMountPath } from '../src/annotations.js';
+import { parseDuration } from '../src/duration.js';
+import { SkError } from '../src/errors.js';
+import { parseOnChange } from '../src/on-change.js';
+import { deepFreeze } from '../src/spec.js';
+
+/**
+ * The webhook's configuration file (`sidekey webhook --config <file>`; the Helm chart renders it into
+ * a ConfigMap). Cluster-wide defaults that pod annotations override. Validated once by
+ * {@link loadWebhookConfig} / {@link parseWebhookConfig}, then frozen.
+ *
+ * Every field is optional; an empty file (or no file) gives the defaults shown in the schema.
+ */
+
+const quantity = z.string().refine((v) => {
+  try {
+    parseQuantity(v, 'quantity');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a resource quantity such as 100m or 32Mi');
+
+const duration = z.string().refine((v) => {
+  try {
+    parseDuration(v, 'duration');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a duration like 30s, 5m, 1h30m or 0');
+
+const mountPath = z.string().refine((v) => {
+  try {
+    validateMountPath(v, 'mountPath');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an absolute, normalised path other than /');
+
+const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional() }).strict();
+
+export const webhookConfigSchema = z
+  .object({
+    agent: z
+      .object({
+        /** The agent image (the sidekey image). */
+        image: z.string().min(1).default('ghcr.io/sidekey/sidekey:0.1.0'),
+        pullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+        /**
+         * How to start sidekey inside the image: the agent container runs `[...command, 'agent', …]`
+         * and the startup probe execs `[...command, 'agent', '--probe']`. Default `["sidekey"]`, the
+         * binary on the image's PATH.
+         */
+        command: z.array(z.string().min(1)).min(1).default(['sidekey']),
+        /** Requests and limits are configured separately; omit one to leave it unset. */
+        resources: z
+          .object({
+            requests: resourceList.default({ cpu: '10m', memory: '32Mi' }),
+            limits: resourceList.default({ memory: '64Mi' }),
+          })
+          .strict()
+          .default({ requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } }),
+        /** uid/gid of the agent when the pod sets none (non-root: the restricted Pod Security Standard). */
+        runAsUser: z.number().int().min(1).default(65532),
+        runAsGroup: z.number().int().min(0).default(65532),
+      })
+      .strict()
+      .default({
+        image: 'ghcr.io/sidekey/sidekey:0.1.0',
+        pullPolicy: 'IfNotPresent',
+        command: ['sidekey'],
+        resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+        runAsUser: 65532,
+        runAsGroup: 65532,
+      }),
+    /** Default injection mode when a pod sets no `sidekey.io/mode`. */
+    defaultMode: z.enum(INJECT_MODES).default('auto'),
+    /** Default refresh of every secret when a pod sets no `sidekey.io/refresh`. */
+    defaultRefresh: duration.default('5m'),
+    /** Default on-change action. */
+    defaultOnChange: z
+      .string()
+      .refine((v) => {
+        try {
+          parseOnChange(v, 'defaultOnChange');
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'must be signal:<SIG>[@process], http:<url>, exec:<command> or none')
+      .default('none'),
+    /** Where secrets appear in app containers when a pod sets no `sidekey.io/mount-path`. */
+    mountPath: mountPath.default('/run/sidekey'),
+    /** `sizeLimit` of the memory-backed emptyDir (counts against the pod's memory). */
+    tmpfsSize: quantity.default('4Mi'),
+    /**
+     * Whether the cluster runs native sidecars (init containers with `restartPolicy: Always`, on by
+     * default since Kubernetes 1.29). `auto` decides from `kubernetesVersion`, or from the API
+     * server's /version at start; when neither is known, classic init + sidecar (works everywhere).
+     */
+    nativeSidecars: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /** The cluster's version (`1.30`, `v1.31.2`), for `nativeSidecars: auto`. */
+    kubernetesVersion: z
+      .string()
+      .regex(/^v?\d+\.\d+(\.\d+)?([-+].*)?$/, 'must be a version such as 1.30 or v1.31.2')
+      .optional(),
+    /**
+     * What a pod with invalid annotations gets: `deny` (admission refused with the SK_ERR code and
+     * the annotation) or `allow-without-injection` (admitted unchanged, reason logged and counted).
+     */
+    onInvalidAnnotations: z.enum(['deny', 'allow-without-injection']).default('deny'),
+    /** Namespaces never mutated; the webhook's own namespace (POD_NAMESPACE) is always added. */
+    excludedNamespaces: z.array(z.string().min(1)).default(['kube-system', 'kube-public']),
+    /** Cluster defaults for backends; pod annotations (`sidekey.io/vault-role`, …) override them. */
+    backends: z
+      .object({
+        vault: z
+          .object({
+            addr: z.string().url().optional(),
+            role: z.string().optional(),
+            authPath: z.string().optional(),
+            namespace: z.string().optional(),
+            authMethod: z.enum(['kubernetes', 'jwt', 'approle', 'token']).optional(),
+            /** Audience of the projected token for kubernetes/jwt auth (default: the API server's). */
+            audience: z.string().optional(),
+            caCert: z.string().optional(),
+            tlsServerName: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        aws: z
+          .object({
+            region: z.string().optional(),
+            endpoint: z.string().url().optional(),
+            /** Audience of the IRSA web-identity token (default `sts.amazonaws.com`). */
+            audience: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
+    /** Log level of the webhook (pino). */
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+/** The config file as written. */
+export type WebhookConfigInput = z.input<typeof webhookConfigSchema>;
+
+/** The validated, defaulted, frozen config. */
+export type WebhookConfig = Readonly<
+  z.output<typeof webhookConfigSchema> & {
+    /** excludedNamespaces plus the webhook's own namespace. */
+    readonly excluded: readonly string[];
+  }
+>;
+
+/** Kubernetes minor version from which native sidecars are on by default (beta in 1.29, GA 1.33). */
+export const NATIVE_SIDECAR_MIN_MINOR = 29;
+
+/**
+ * Validate a config document (already parsed). `ownNamespace` (normally `POD_NAMESPACE`) joins the
+ * excluded namespaces so the webhook never blocks its own pods. Throws SK_ERR_WEBHOOK_CONFIG naming the
+ * field.
+ */
+export function parseWebhookConfig(
+  doc: unknown,
+  opts: { source?: string; ownNamespace?: string } = {},
+): WebhookConfig {
+  const src = opts.source ?? 'webhook config';
+  const r = webhookConfigSchema.safeParse(doc ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const at = issue.path.map(String).join('.') || '(root)';
+    const msg =
+      issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message;
+    throw new SkError('SK_ERR_WEBHOOK_CONFIG', `${src}: ${at}: ${msg}`, { where: `${src}:${at}` });
+  }
+  const excluded = [
+    ...new Set([...r.data.excludedNamespaces, ...(opts.ownNamespace ? [opts.ownNamespace] : [])]),
+  ];
+  return deepFreeze({ ...r.data, excluded });
+}
+
+/** Read, parse and validate the config file; no file → all defaults. */
+export function loadWebhookConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): WebhookConfig {
+  const ownNamespace = env.POD_NAMESPACE || undefined;
+  if (file === undefined) return parseWebhookConfig({}, { ownNamespace });
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new SkError(
+      'SK_ERR_WEBHOOK_CONFIG',
+      `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      {
+        where: file,
+        cause: e,
+      },
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text);
+  } catch (e) {
+    throw new SkError('SK_ERR_WEBHOOK_CONFIG', `${file}: not valid YAML (${(e as Error).message})`, {
+      where: file,
+    });
+  }
+  return parseWebhookConfig(doc, { source: file, ownNamespace });
+}
+
+/**
+ * Whether to inject native sidecars: `true`/`false` as configured; for `auto`, from the configured or
+ * discovered Kubernetes version (≥ 1.29), else false.
+ */
+export function nativeSidecarsEnabled(config: WebhookConfig, discoveredVersion?: string): boolean {
+  if (typeof config.nativeSidecars === 'boolean') return config.nativeSidecars;
+  const v = config.kubernetesVersion ?? discoveredVersion;
+  if (!v) return false;
+  const m = /^v?(\d+)\.(\d+)/.exec(v);
+  if (!m) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major > 1 || (major === 1 && minor >= NATIVE_SIDECAR_MIN_MINOR);
+}
