@@ -1,10 +1,13 @@
 import path from 'node:path';
 import { SkError } from './errors.js';
 
+/** The writer's status file in the output directory; no secret file may take its name. */
+export const STATUS_FILE_NAME = '.sidekey-status.json';
+
 /**
  * Validate a user-given relative file path (secret file names, `sidekey.io/file-<name>`).
  * Refused: empty, absolute, any `..` or `.` segment, backslashes, NUL, a leading `..data`-style name
- * (reserved for the writer), and anything `path.posix.normalize` would change (`a//b`, `a/./b`, `a/`).
+ * (reserved for the writer), the status file's name, and anything `path.posix.normalize` would change (`a//b`, `a/./b`, `a/`).
  */
 export function validateRelativePath(p: string, where: string): string {
   const fail = (why: string): never => {
@@ -19,6 +22,8 @@ export function validateRelativePath(p: string, where: string): string {
   if (segments.some((s) => s === '.' || s === '')) return fail('is not normalised (empty or "." segment)');
   if (path.posix.normalize(p) !== p) return fail('is not normalised');
   if (segments[0]!.startsWith('..')) return fail('starts with "..", which is reserved for the atomic writer');
+  if (segments[0] === STATUS_FILE_NAME)
+    return fail(`is "${STATUS_FILE_NAME}", which is reserved for the status file`);
   if (segments.some((s) => s.length > 255)) return fail('has a segment longer than 255 characters');
   return p;
 }
