@@ -26,6 +26,7 @@ export default defineConfig({
           hookTimeout: 900_000,
           pool: 'forks',
           poolOptions: { forks: { singleFork: true } },
+          globalSetup: ['test/e2e/global-setup.ts'],
         },
       },
     ],
