@@ -1,3 +1,4 @@
+import { fileProvider } from './file.js';
 import { ProviderRegistry } from './registry.js';
 
 /**
@@ -7,5 +8,6 @@ import { ProviderRegistry } from './registry.js';
 export function defaultRegistry(): ProviderRegistry {
   const r = new ProviderRegistry();
   // one line per provider:
+  r.register(fileProvider);
   return r;
 }
