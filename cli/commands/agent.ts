@@ -1,13 +1,22 @@
 import type { Command } from 'commander';
-import { SkError } from '../../src/errors.js';
 
-// Placeholder: replaced by the owner of `sidekey agent`.
+/** `sidekey agent [-c file] [--once] [--probe]`: the injected container (see sidecar/agent.ts). */
 export function register(program: Command): void {
   program
     .command('agent')
-    .description('(not yet implemented)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new SkError('SK_ERR_INTERNAL', '`sidekey agent` is not implemented yet');
+    .description(
+      'fetch, render and write the secrets of a spec, then keep them current (the injected container)',
+    )
+    .option('-c, --config <file>', 'spec file (YAML/JSON); default: the SIDEKEY_SPEC environment variable')
+    .option('--once', 'fetch and write everything once, then exit (init container)')
+    .option('--probe', 'exit 0 only once the first complete write is done (startup probe)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 1 run-time failure, 2 invalid spec. Logs are JSON lines on stderr.',
+    )
+    .action(async (opts: { config?: string; once?: boolean; probe?: boolean }) => {
+      const { runAgent } = await import('../../sidecar/agent.js');
+      const { exitProcess } = await import('../../sidecar/common.js');
+      await exitProcess(await runAgent(opts));
     });
 }

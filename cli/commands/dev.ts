@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
-import { SkError } from '../../src/errors.js';
 
-// Placeholder: replaced by the owner of `sidekey dev`.
+/** `sidekey dev [-c sidekey.yaml] [-o dir]`: local file-mode (see sidecar/dev.ts). */
 export function register(program: Command): void {
   program
     .command('dev')
-    .description('(not yet implemented)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new SkError('SK_ERR_INTERNAL', '`sidekey dev` is not implemented yet');
+    .description('render a spec into a local directory and keep it current while its file: sources change')
+    .option('-c, --config <file>', 'spec file', 'sidekey.yaml')
+    .option('-o, --output <dir>', 'output directory (default: output.dir of the spec)')
+    .action(async (opts: { config?: string; output?: string }) => {
+      const { runDev } = await import('../../sidecar/dev.js');
+      const { exitProcess } = await import('../../sidecar/common.js');
+      await exitProcess(await runDev(opts));
     });
 }

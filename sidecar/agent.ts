@@ -1,0 +1,138 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Engine, type WriteReport } from '../src/engine.js';
+import { createLogger } from '../src/log.js';
+import { createNotifier } from '../src/notify.js';
+import type { ResolvedSpec } from '../src/spec.js';
+import { bufferedLogger, loadCommandSpec, onceSignal, reportError } from './common.js';
+
+/**
+ * `sidekey agent`: the container the webhook injects.
+ *
+ * - `--once` (init container): fetch every secret, write the file set, exit 0; on any failure exit
+ *   non-zero with one line `SK_ERR_*: cause` and write nothing.
+ * - long-running (sidecar): write, then rotate until SIGTERM/SIGINT, then stop cleanly and exit 0;
+ *   exit 0 as well when `agent.exitFile` appears (a Job's app creates it when done).
+ * - `--probe` (startup probe): exit 0 once the first complete write is done (`<output.dir>/..data`).
+ *
+ * The spec comes from `-c <file>` or the `SIDEKEY_SPEC` environment variable (JSON).
+ */
+
+export interface AgentOptions {
+  config?: string | undefined;
+  once?: boolean | undefined;
+  probe?: boolean | undefined;
+}
+
+/** How often the agent looks for `agent.exitFile` (a stat per tick is negligible). */
+export const EXIT_FILE_POLL_MS = 500;
+
+/** Run the agent; resolves with the process exit code. */
+export async function runAgent(opts: AgentOptions): Promise<number> {
+  if (opts.probe) return probe(opts);
+  if (opts.once) return once(opts);
+  return longRunning(opts);
+}
+
+/** The marker the writer swaps in last: present ⇔ a complete file set is there. */
+export function readyMarker(spec: ResolvedSpec): string {
+  return path.join(spec.output.dir, '..data');
+}
+
+/** Where `agent.exitFile` is looked for: absolute, or relative to the spec's base directory. */
+export function exitFilePath(spec: ResolvedSpec): string | undefined {
+  const f = spec.agent.exitFile;
+  if (f === undefined) return undefined;
+  return path.resolve(spec.backends.file?.baseDir ?? process.cwd(), f);
+}
+
+async function probe(opts: AgentOptions): Promise<number> {
+  try {
+    const { spec } = await loadCommandSpec({ config: opts.config, fromEnv: true });
+    if (existsSync(readyMarker(spec))) return 0;
+    process.stderr.write(`not ready: no complete write in ${spec.output.dir} yet\n`);
+    return 1;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+async function once(opts: AgentOptions): Promise<number> {
+  // Log lines are held back: on failure the only output is the one error line.
+  const buf = bufferedLogger();
+  let engine: Engine | undefined;
+  try {
+    const { spec, registry } = await loadCommandSpec({ config: opts.config, fromEnv: true });
+    const notifier = createNotifier({ type: 'none' }, { debounceMs: 0, log: buf.log });
+    engine = new Engine(spec, { registry, log: buf.log, notifier });
+    const report = await engine.syncOnce();
+    await engine.stop();
+    buf.log.info(
+      { files: report.changedFiles.length, secrets: spec.secrets.length, dir: spec.output.dir },
+      'wrote all secrets; exiting (--once)',
+    );
+    buf.flush();
+    return 0;
+  } catch (e) {
+    await engine?.stop().catch(() => {});
+    buf.drop();
+    return reportError(e);
+  }
+}
+
+async function longRunning(opts: AgentOptions): Promise<number> {
+  const stopSignal = onceSignal(['SIGTERM', 'SIGINT']);
+  const log = createLogger({ name: 'sidekey-agent' });
+  let engine: Engine | undefined;
+  let exitTimer: NodeJS.Timeout | undefined;
+  try {
+    const { spec, registry, source } = await loadCommandSpec({ config: opts.config, fromEnv: true });
+    log.info({ spec: source, dir: spec.output.dir, secrets: spec.secrets.length }, 'agent starting');
+
+    let fatal: ((e: unknown) => void) | undefined;
+    const fatalP = new Promise<never>((_, reject) => {
+      fatal = reject;
+    });
+    // A rejection nobody awaits yet (before the race below) must not crash the process.
+    fatalP.catch(() => {});
+    const notifier = createNotifier(spec.onChange, { debounceMs: spec.debounceMs, log });
+    engine = new Engine(spec, {
+      registry,
+      log,
+      notifier,
+      onWrite: (r: WriteReport) => {
+        if (!r.first) log.info({ files: r.changedFiles, secrets: r.changedSecrets }, 'files updated');
+      },
+      onFatal: (e: unknown) => fatal?.(e),
+    });
+
+    const first = await Promise.race([engine.start(), stopSignal.promise]);
+    if (typeof first === 'string') {
+      log.info({ signal: first }, 'stopping before the first write');
+      await engine.stop();
+      return 0;
+    }
+    log.info({ files: first.changedFiles.length, dir: spec.output.dir }, 'ready: first complete write done');
+
+    const exitFile = exitFilePath(spec);
+    const exitFileP = new Promise<string>((resolve) => {
+      if (exitFile === undefined) return;
+      exitTimer = setInterval(() => {
+        if (existsSync(exitFile)) resolve(exitFile);
+      }, EXIT_FILE_POLL_MS);
+    });
+
+    const why = await Promise.race([stopSignal.promise, exitFileP, fatalP]);
+    if (why.startsWith('SIG')) log.info({ signal: why }, 'stopping');
+    else log.info({ exitFile: why }, 'exit file appeared; stopping');
+    await engine.stop();
+    log.info('stopped');
+    return 0;
+  } catch (e) {
+    await engine?.stop().catch(() => {});
+    return reportError(e);
+  } finally {
+    if (exitTimer) clearInterval(exitTimer);
+    stopSignal.dispose();
+  }
+}
