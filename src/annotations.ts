@@ -518,7 +518,8 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     );
   }
 
-  const spec: SpecInput = { apiVersion: API_VERSION, kind: KIND, secrets: specSecrets };
+  // Key order is the order a reader expects in SIDEKEY_SPEC: settings first, secrets last.
+  const spec = { apiVersion: API_VERSION, kind: KIND } as SpecInput;
   const mountRaw = get(ANN_MOUNT_PATH);
   spec.output = {
     dir:
@@ -552,6 +553,7 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     if (backends.vault) spec.backends.vault = backends.vault as NonNullable<SpecInput['backends']>['vault'];
     if (backends.aws) spec.backends.aws = backends.aws as NonNullable<SpecInput['backends']>['aws'];
   }
+  spec.secrets = specSecrets;
   return spec;
 }
 

@@ -1,0 +1,46 @@
+import type { AnnotationDefaults, InjectMode } from '../src/annotations.js';
+import type { WebhookConfig } from './config.js';
+
+/** Cluster defaults for one pod, before its annotations override them. */
+export interface ClusterDefaults {
+  /** Defaults for the agent spec (mount path, refresh, on-change, backends). */
+  readonly spec: AnnotationDefaults;
+  readonly mode: InjectMode;
+  /** Whether `auto` means native sidecars on this cluster. */
+  readonly nativeSidecars: boolean;
+  /** `nativeSidecars: false` was configured: an explicit `sidekey.io/mode: native` is refused. */
+  readonly nativeForbidden: boolean;
+  readonly tmpfsSize: string;
+  readonly resources: WebhookConfig['agent']['resources'];
+  readonly runAsUser: number;
+  readonly runAsGroup: number;
+  readonly agent: Pick<WebhookConfig['agent'], 'image' | 'pullPolicy' | 'command'>;
+}
+
+/**
+ * Stage 2: the cluster defaults from the webhook config. Pure; the result depends only on the config
+ * and the native-sidecar decision, so the server computes it once and reuses it for every request.
+ */
+export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean): ClusterDefaults {
+  const backends: { vault?: Record<string, unknown>; aws?: Record<string, unknown> } = {};
+  if (config.backends.vault && Object.keys(config.backends.vault).length > 0)
+    backends.vault = { ...config.backends.vault };
+  if (config.backends.aws && Object.keys(config.backends.aws).length > 0)
+    backends.aws = { ...config.backends.aws };
+  return Object.freeze({
+    spec: Object.freeze({
+      mountPath: config.mountPath,
+      refresh: config.defaultRefresh,
+      onChange: config.defaultOnChange,
+      backends,
+    }),
+    mode: config.defaultMode,
+    nativeSidecars,
+    nativeForbidden: config.nativeSidecars === false,
+    tmpfsSize: config.tmpfsSize,
+    resources: config.agent.resources,
+    runAsUser: config.agent.runAsUser,
+    runAsGroup: config.agent.runAsGroup,
+    agent: { image: config.agent.image, pullPolicy: config.agent.pullPolicy, command: config.agent.command },
+  });
+}

@@ -1,0 +1,52 @@
+import { SkError, toSkError } from '../src/errors.js';
+import { buildPod } from './build-pod.js';
+import type { ClusterDefaults } from './defaults.js';
+import { diffPatch, type Operation } from './diff.js';
+import { isRecord, type Pod } from './k8s.js';
+import { type ShouldInjectInput, type SkipReason, shouldInject } from './should-inject.js';
+import { parseAndValidate, type ValidateDeps } from './validate.js';
+
+/** Everything the pipeline needs besides the pod; built once per server (or CLI run). */
+export interface PipelineContext extends ValidateDeps {
+  readonly defaults: ClusterDefaults;
+  readonly excluded: readonly string[];
+}
+
+/** The result of running the pipeline on one pod. */
+export type Outcome =
+  | { readonly kind: 'skip'; readonly reason: SkipReason }
+  | {
+      readonly kind: 'inject';
+      readonly pod: Pod;
+      readonly patch: Operation[];
+      readonly mode: 'native' | 'sidecar' | 'init-only';
+    }
+  | { readonly kind: 'invalid'; readonly error: SkError };
+
+/**
+ * The admission pipeline: should-inject → defaults → parse + validate → build the pod → diff.
+ * Never throws: a user mistake is `invalid` with an SkError naming the annotation; a bug is `invalid`
+ * with SK_ERR_INTERNAL (the HTTP layer turns both into a denial).
+ */
+export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outcome {
+  try {
+    if (!isRecord(input.pod)) return { kind: 'skip', reason: 'not-a-pod' };
+    const decision = shouldInject(input, ctx);
+    if (!decision.inject) return { kind: 'skip', reason: decision.reason };
+    if (!isRecord(input.pod.spec) || !Array.isArray(input.pod.spec.containers)) {
+      throw new SkError('SK_ERR_MANIFEST_INVALID', 'spec.containers: the pod has no containers list', {
+        where: 'spec.containers',
+      });
+    }
+    const plan = parseAndValidate(
+      input.pod,
+      input.namespace ?? input.pod.metadata?.namespace,
+      ctx.defaults,
+      ctx,
+    );
+    const pod = buildPod(input.pod, plan, ctx.defaults);
+    return { kind: 'inject', pod, patch: diffPatch(input.pod, pod), mode: plan.mode };
+  } catch (e) {
+    return { kind: 'invalid', error: toSkError(e, 'SK_ERR_INTERNAL', 'while injecting') };
+  }
+}

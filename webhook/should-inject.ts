@@ -1,0 +1,54 @@
+import { isInjected, isOptedIn } from '../src/annotations.js';
+import type { WebhookConfig } from './config.js';
+import type { Pod } from './k8s.js';
+
+/** Why a pod was left alone. Also the `reason` label of the skip metric, so the set is closed. */
+export type SkipReason =
+  | 'not-create'
+  | 'not-a-pod'
+  | 'not-opted-in'
+  | 'already-injected'
+  | 'excluded-namespace'
+  | 'windows';
+
+/** Human text for each reason (stderr of `sidekey inject`, logs). */
+export const SKIP_TEXT: Readonly<Record<SkipReason, string>> = Object.freeze({
+  'not-create': 'only CREATE is mutated, never UPDATE',
+  'not-a-pod': 'the object is not a Pod',
+  'not-opted-in': 'not opted in (sidekey.io/inject is not "true")',
+  'already-injected': 'already injected (sidekey.io/status: injected)',
+  'excluded-namespace': 'the namespace is excluded from injection',
+  windows: 'Windows pods are skipped: a memory-backed emptyDir (tmpfs) is not available there',
+});
+
+export type InjectDecision = { inject: true } | { inject: false; reason: SkipReason };
+
+export interface ShouldInjectInput {
+  /** Admission operation; `sidekey inject` passes CREATE. */
+  readonly operation: string;
+  /** The request namespace (a pod being created often has no metadata.namespace yet). */
+  readonly namespace: string | undefined;
+  readonly pod: Pod;
+}
+
+/**
+ * Stage 1: whether to mutate at all. Pure. Checks run from cheapest and most common (not opted in) to
+ * rarest, and the first that applies is the reason.
+ */
+export function shouldInject(
+  input: ShouldInjectInput,
+  config: Pick<WebhookConfig, 'excluded'>,
+): InjectDecision {
+  if (input.operation !== 'CREATE') return { inject: false, reason: 'not-create' };
+  const ann = input.pod.metadata?.annotations;
+  if (!isOptedIn(ann)) return { inject: false, reason: 'not-opted-in' };
+  if (isInjected(ann)) return { inject: false, reason: 'already-injected' };
+  const ns = input.namespace ?? input.pod.metadata?.namespace;
+  if (ns !== undefined && config.excluded.includes(ns))
+    return { inject: false, reason: 'excluded-namespace' };
+  const spec = input.pod.spec;
+  if (spec?.os?.name === 'windows' || spec?.nodeSelector?.['kubernetes.io/os'] === 'windows') {
+    return { inject: false, reason: 'windows' };
+  }
+  return { inject: true };
+}

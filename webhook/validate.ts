@@ -1,0 +1,287 @@
+import {
+  ANN_AWS_ROLE_ARN,
+  ANN_CONTAINERS,
+  ANN_MODE,
+  ANN_MOUNT_PATH,
+  annotationsToSpec,
+  parseInjectOptions,
+  secretKey,
+} from '../src/annotations.js';
+import { SkError } from '../src/errors.js';
+import type { ProviderRegistry } from '../src/providers/registry.js';
+import { type ResolvedSpec, resolveSpec, type SpecInput } from '../src/spec.js';
+import type { ClusterDefaults } from './defaults.js';
+import type { Container, EnvVar, Pod } from './k8s.js';
+
+/** Names the webhook gives to what it adds; a pod that already uses one cannot be injected. */
+export const NAMES = Object.freeze({
+  secretsVolume: 'sidekey-secrets',
+  tokenVolume: 'sidekey-token',
+  agent: 'sidekey-agent',
+  init: 'sidekey-init',
+});
+
+/** Where the agent finds its projected service-account token(s), CA and namespace. */
+export const TOKEN_DIR = '/var/run/secrets/sidekey.io/serviceaccount';
+
+/** Default audience of the IRSA web-identity token (what EKS's pod identity webhook uses). */
+export const AWS_DEFAULT_AUDIENCE = 'sts.amazonaws.com';
+
+/** One projected service-account token the agent needs. */
+export interface TokenSource {
+  /** File name under {@link TOKEN_DIR}. */
+  readonly path: string;
+  /** Undefined: the API server's default audience. */
+  readonly audience: string | undefined;
+}
+
+/** Everything the build stage needs, validated. */
+export interface Plan {
+  /** The agent's spec (handed over as JSON in SIDEKEY_SPEC). */
+  readonly spec: SpecInput;
+  readonly resolved: ResolvedSpec;
+  /** `auto` resolved for this cluster. */
+  readonly mode: 'native' | 'sidecar' | 'init-only';
+  /** App containers that get the mount and `*_FILE` env, in pod order. */
+  readonly targets: readonly string[];
+  readonly mountPath: string;
+  readonly tmpfsSize: string;
+  readonly resources: {
+    readonly requests: Readonly<Record<string, string>>;
+    readonly limits: Readonly<Record<string, string>>;
+  };
+  readonly runAsUser: number;
+  readonly runAsGroup: number;
+  /** `on-change: signal:` outside init-only: the agent must see the app's processes. */
+  readonly shareProcessNamespace: boolean;
+  /** Projected tokens; empty = no token volume. */
+  readonly tokens: readonly TokenSource[];
+  /** Also project ca.crt and namespace next to the tokens (the k8s provider's in-cluster config). */
+  readonly projectClusterInfo: boolean;
+  /** Extra env of the agent containers (IRSA). */
+  readonly agentEnv: readonly EnvVar[];
+  /** `sidekey.io/env-<name>` replacements: the app gets `<env>_FILE=<mountPath>/<file>`. */
+  readonly envFiles: ReadonlyArray<{ readonly env: string; readonly path: string }>;
+}
+
+export interface ValidateDeps {
+  readonly registry: ProviderRegistry;
+  /** Template syntax check (src/render compileTemplate); throws SK_ERR_TEMPLATE_SYNTAX naming `where`. */
+  readonly compileTemplate: (source: string, where: string) => void;
+}
+
+/**
+ * Stage 3: parse the pod's annotations over the cluster defaults and validate everything that can be
+ * checked without I/O: annotation values, refs (through the provider registry), templates, file names,
+ * modes, durations and container names. Pure; throws an {@link SkError} whose `where` is the
+ * offending annotation.
+ */
+export function parseAndValidate(
+  pod: Pod,
+  namespace: string | undefined,
+  defaults: ClusterDefaults,
+  deps: ValidateDeps,
+): Plan {
+  const ann = pod.metadata?.annotations ?? {};
+  const spec = annotationsToSpec(ann, defaults.spec);
+  const opts = parseInjectOptions(ann);
+  const containers = pod.spec?.containers ?? [];
+
+  // Refs and templates: each error names the annotation that declared it.
+  const resolved = resolveSpec(spec, {
+    source: 'annotations',
+    checkSecret: (s) => {
+      deps.registry.validateRef(s.ref, secretKey('secret-', s.name));
+      if (s.template !== undefined) deps.compileTemplate(s.template, secretKey('template-', s.name));
+    },
+  });
+
+  let mode: Plan['mode'];
+  const want = opts.mode ?? defaults.mode;
+  if (want === 'auto') mode = defaults.nativeSidecars ? 'native' : 'sidecar';
+  else if (want === 'native' && defaults.nativeForbidden) {
+    throw new SkError(
+      'SK_ERR_ANNOTATION_INVALID',
+      `${ANN_MODE}: "native" but this cluster is configured without native sidecars (nativeSidecars: false); use auto or sidecar`,
+      { where: ANN_MODE },
+    );
+  } else mode = want;
+
+  const names = containers.map((c) => c.name);
+  let targets: string[];
+  if (opts.containers) {
+    for (const n of opts.containers) {
+      if (!names.includes(n)) {
+        throw new SkError(
+          'SK_ERR_CONTAINER_UNKNOWN',
+          `${ANN_CONTAINERS}: the pod has no container "${n}" (containers: ${names.join(', ') || 'none'})`,
+          { where: ANN_CONTAINERS },
+        );
+      }
+    }
+    targets = names.filter((n) => opts.containers!.includes(n));
+  } else {
+    targets = names;
+  }
+
+  const mountPath = resolved.output.dir;
+  for (const c of containers) {
+    if (!targets.includes(c.name)) continue;
+    if ((c.volumeMounts ?? []).some((m) => m.mountPath === mountPath)) {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_INVALID',
+        `${ANN_MOUNT_PATH}: container "${c.name}" already mounts a volume at ${mountPath}; choose another mount path`,
+        { where: ANN_MOUNT_PATH },
+      );
+    }
+  }
+  checkNamesFree(pod);
+
+  // Identity: the agent writes files the app must read, so it runs as the app's user where known.
+  const first = containers.find((c) => c.name === targets[0]);
+  const podSc = pod.spec?.securityContext;
+  const nonZero = (n: unknown) => (typeof n === 'number' && n > 0 ? n : undefined);
+  const runAsUser =
+    opts.runAsUser ??
+    nonZero(first?.securityContext?.runAsUser) ??
+    nonZero(podSc?.runAsUser) ??
+    defaults.runAsUser;
+  const runAsGroup =
+    opts.runAsGroup ??
+    nonZeroOrZero(first?.securityContext?.runAsGroup) ??
+    nonZeroOrZero(podSc?.runAsGroup) ??
+    defaults.runAsGroup;
+
+  const withTokens: SpecInput = structuredClone(spec);
+  const { tokens, projectClusterInfo, agentEnv } = planTokens(
+    withTokens,
+    resolved,
+    opts.awsRoleArn,
+    namespace,
+    deps,
+  );
+  // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
+  const { secrets, ...settings } = withTokens;
+  const finalSpec: SpecInput = { ...settings, secrets };
+
+  const envFiles = resolved.secrets
+    .filter((s) => s.env !== undefined)
+    .map((s) => ({ env: `${s.env}_FILE`, path: `${mountPath}/${s.file}` }));
+
+  return {
+    spec: finalSpec,
+    resolved,
+    mode,
+    targets,
+    mountPath,
+    tmpfsSize: opts.tmpfsSize ?? defaults.tmpfsSize,
+    resources: {
+      requests: { ...defaults.resources.requests, ...opts.resources.requests },
+      limits: { ...defaults.resources.limits, ...opts.resources.limits },
+    },
+    runAsUser,
+    runAsGroup,
+    shareProcessNamespace: mode !== 'init-only' && resolved.onChange.type === 'signal',
+    tokens,
+    projectClusterInfo,
+    agentEnv,
+    envFiles,
+  };
+}
+
+function nonZeroOrZero(n: unknown): number | undefined {
+  return typeof n === 'number' && n >= 0 ? n : undefined;
+}
+
+function checkNamesFree(pod: Pod): void {
+  const used = (list: Array<{ name: string }> | undefined, n: string) =>
+    (list ?? []).some((x) => x.name === n);
+  const spec = pod.spec;
+  for (const v of [NAMES.secretsVolume, NAMES.tokenVolume]) {
+    if (used(spec?.volumes, v)) {
+      throw new SkError(
+        'SK_ERR_MANIFEST_INVALID',
+        `spec.volumes: the pod already has a volume "${v}", a name sidekey reserves`,
+        {
+          where: 'spec.volumes',
+        },
+      );
+    }
+  }
+  const all: Container[] = [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])];
+  for (const n of [NAMES.agent, NAMES.init]) {
+    if (used(all, n)) {
+      throw new SkError(
+        'SK_ERR_MANIFEST_INVALID',
+        `spec.containers: the pod already has a container "${n}", a name sidekey reserves`,
+        {
+          where: 'spec.containers',
+        },
+      );
+    }
+  }
+}
+
+/**
+ * Which projected tokens the agent needs, and the spec settings pointing at them. A token is mounted
+ * even when the pod sets `automountServiceAccountToken: false`: the agent gets its own, short-lived
+ * one with the backend's audience, and the app containers never see it.
+ */
+function planTokens(
+  spec: SpecInput,
+  resolved: ResolvedSpec,
+  awsRoleArn: string | undefined,
+  namespace: string | undefined,
+  deps: ValidateDeps,
+): Pick<Plan, 'tokens' | 'projectClusterInfo' | 'agentEnv'> {
+  const providers = new Set(resolved.secrets.map((s) => s.ref.provider));
+  const tokens = new Map<string, TokenSource>();
+  const add = (t: TokenSource) => tokens.set(t.path, t);
+  const agentEnv: EnvVar[] = [];
+  let projectClusterInfo = false;
+  spec.backends ??= {};
+
+  if (providers.has('vault')) {
+    spec.backends.vault ??= {};
+    const v = spec.backends.vault;
+    const method = v.authMethod ?? 'kubernetes';
+    if ((method === 'kubernetes' || method === 'jwt') && v.jwtFile === undefined) {
+      const path = v.audience ? 'vault-token' : 'token';
+      add({ path, audience: v.audience });
+      v.jwtFile = `${TOKEN_DIR}/${path}`;
+    }
+  }
+  if (providers.has('k8s')) {
+    add({ path: 'token', audience: undefined });
+    projectClusterInfo = true;
+    spec.backends.k8s = {
+      ...spec.backends.k8s,
+      tokenFile: `${TOKEN_DIR}/token`,
+      caCert: `${TOKEN_DIR}/ca.crt`,
+      ...(namespace ? { namespace } : {}),
+    };
+  }
+  if (providers.has('aws') && awsRoleArn !== undefined) {
+    const audience = (spec.backends.aws?.audience as string | undefined) ?? AWS_DEFAULT_AUDIENCE;
+    add({ path: 'aws-token', audience });
+    agentEnv.push(
+      { name: 'AWS_ROLE_ARN', value: awsRoleArn },
+      { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: `${TOKEN_DIR}/aws-token` },
+    );
+  } else if (awsRoleArn !== undefined) {
+    throw new SkError(
+      'SK_ERR_ANNOTATION_INVALID',
+      `${ANN_AWS_ROLE_ARN}: set, but no secret uses an aws: ref`,
+      {
+        where: ANN_AWS_ROLE_ARN,
+      },
+    );
+  }
+  for (const p of providers) {
+    if (p === 'vault' || p === 'k8s' || p === 'aws') continue;
+    if (deps.registry.has(p) && deps.registry.get(p).needs?.serviceAccountToken)
+      add({ path: 'token', audience: undefined });
+  }
+  if (Object.keys(spec.backends).length === 0) delete spec.backends;
+  return { tokens: [...tokens.values()], projectClusterInfo, agentEnv };
+}
