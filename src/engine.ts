@@ -1,0 +1,638 @@
+import { formatDuration } from './duration.js';
+import { type ErrorCode, SkError, toSkError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Notifier } from './notify.js';
+import type { ProviderRegistry } from './providers/registry.js';
+import { selectKey } from './providers/select-key.js';
+import type { FetchResult, Lease, Provider, ProviderContext } from './providers/types.js';
+import { formatRef, type SecretRef } from './refs.js';
+import { renderSecret } from './render/index.js';
+import type { ResolvedSecret, ResolvedSpec } from './spec.js';
+import { AtomicWriter, fingerprint, type SecretStatus, type StatusDocument } from './writer.js';
+
+/** What one write of the file set did. */
+export interface WriteReport {
+  /** The engine's first write (the initial population): no notification is sent for it. */
+  first: boolean;
+  /** Relative paths added, changed or removed; empty when the files were already up to date. */
+  changedFiles: string[];
+  /** Names of the secrets whose files changed. */
+  changedSecrets: string[];
+  /** Epoch ms of the write. */
+  at: number;
+}
+
+/** The timer functions the engine uses; tests inject a manual clock. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface EngineOptions {
+  readonly registry: ProviderRegistry;
+  readonly log: Logger;
+  /** After every write, the first included. */
+  readonly onWrite?: (report: WriteReport) => void;
+  /** A secret failed to refresh during rotation (its last good file is kept). */
+  readonly onSecretError?: (secret: string, error: SkError) => void;
+  /** A failure the agent should exit on (max-stale with action fail). Without it, it is only logged. */
+  readonly onFatal?: (error: SkError) => void;
+  /** Told about changed files after every write but the first. */
+  readonly notifier?: Notifier;
+  /** Clock (epoch ms); default Date.now. */
+  readonly now?: () => number;
+  /** Random source in [0, 1) for jitter; default Math.random. */
+  readonly random?: () => number;
+  /** Timer functions; default the global ones. */
+  readonly timers?: Timers;
+  /** Watch events arriving within this window are fetched together (default 50 ms). */
+  readonly coalesceMs?: number;
+}
+
+/** Renew a lease once this fraction of its TTL has passed. */
+export const LEASE_RENEW_AT = 2 / 3;
+/** Re-fetch a lease that cannot be renewed (further) once this fraction of its TTL has passed. */
+export const LEASE_REFETCH_AT = 0.85;
+/** A renewal granting less than this fraction of the original TTL means the lease's max TTL is near. */
+const LEASE_SHORT_FRACTION = 0.9;
+/** setTimeout's limit; longer delays fire early, which only means an early refresh. */
+const MAX_DELAY = 2 ** 31 - 1;
+
+type Outcome =
+  | { readonly ok: true; readonly bytes: Buffer; readonly result: FetchResult }
+  | { readonly ok: false; readonly error: SkError };
+
+type Job = 'fetch' | 'renew';
+
+interface SecretState {
+  readonly secret: ResolvedSecret;
+  /** Last good rendered bytes: what is on disk. */
+  bytes?: Buffer;
+  version?: string;
+  fetchedAt?: number;
+  lease?: Lease;
+  /** TTL of the lease as first granted by the fetch. */
+  leaseBaseTtlMs?: number;
+  /** The lease cannot be renewed further: re-fetch near its end. */
+  leaseFinal?: boolean;
+  /** Consecutive failures. */
+  failures: number;
+  failingSince?: number;
+  lastError?: { code: ErrorCode; message: string; at: number };
+  stale: boolean;
+  timer?: unknown;
+  staleTimer?: unknown;
+}
+
+const defaultTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * The engine: fetch (providers) → select `#key` → render → write atomically → notify, then keep the
+ * files current. See docs/rotation.md for the schedule.
+ *
+ * Every fetch, renewal and write runs in one serial queue, so the file set is always written whole by
+ * one writer. Secrets due at about the same time (timers, watch bursts) are fetched in one batch and
+ * written once. Values live only in memory and in the output files: logs name secrets, refs and
+ * versions, never values.
+ */
+export class Engine {
+  readonly #spec: ResolvedSpec;
+  readonly #opts: EngineOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #timers: Timers;
+  readonly #coalesceMs: number;
+  readonly #writer: AtomicWriter;
+  readonly #states: Map<string, SecretState>;
+  readonly #providers = new Map<string, Provider>();
+  readonly #abort = new AbortController();
+  readonly #unwatch: Array<() => Promise<void> | void> = [];
+  #chain: Promise<unknown> = Promise.resolve();
+  #queue = new Map<string, Job>();
+  #flushTimer: unknown;
+  #wrote = false;
+  #started = false;
+  #stopped = false;
+  #fatal = false;
+
+  constructor(spec: ResolvedSpec, opts: EngineOptions) {
+    this.#spec = spec;
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.#now = opts.now ?? Date.now;
+    this.#random = opts.random ?? Math.random;
+    this.#timers = opts.timers ?? defaultTimers;
+    this.#coalesceMs = opts.coalesceMs ?? 50;
+    this.#writer = new AtomicWriter({
+      dir: spec.output.dir,
+      uid: spec.output.uid,
+      gid: spec.output.gid,
+      log: opts.log,
+    });
+    this.#states = new Map(spec.secrets.map((s) => [s.name, { secret: s, failures: 0, stale: false }]));
+  }
+
+  /**
+   * Fetch every secret, render, and write the whole set atomically. All or nothing: if any secret
+   * fails, nothing is written and the first SkError (in declaration order) is thrown.
+   */
+  syncOnce(): Promise<WriteReport> {
+    return this.#exclusive(() => this.#syncAll());
+  }
+
+  /** {@link syncOnce}, then keep rotating (timers, watches, leases) until {@link stop}. */
+  async start(): Promise<WriteReport> {
+    if (this.#started || this.#stopped)
+      throw new SkError('SK_ERR_INTERNAL', 'the engine was already started');
+    this.#started = true;
+    try {
+      // Providers and watches first, so a change made during the first fetch is not missed.
+      for (const st of this.#states.values()) this.#provider(st.secret);
+      this.#startWatches();
+      return await this.syncOnce();
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  /** Stop timers and watches, wait for work in progress, close the providers. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#flushTimer !== undefined) this.#timers.clearTimeout(this.#flushTimer);
+    for (const st of this.#states.values()) this.#clearTimers(st);
+    this.#abort.abort();
+    await Promise.allSettled(this.#unwatch.map(async (u) => u()));
+    await this.idle();
+    const ctx = (name: string) => this.#ctx(name);
+    await Promise.allSettled([...this.#providers].map(async ([name, p]) => p.close?.(ctx(name))));
+  }
+
+  /** Resolves once no fetch, renewal or write is in progress (tests, graceful shutdown). */
+  async idle(): Promise<void> {
+    let c: Promise<unknown>;
+    do {
+      c = this.#chain;
+      await c.catch(() => {});
+    } while (c !== this.#chain);
+  }
+
+  /** The status document as last written (no values). */
+  status(): StatusDocument {
+    const secrets: Record<string, SecretStatus> = {};
+    for (const [name, st] of this.#states) {
+      const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
+      secrets[name] = {
+        file: st.secret.file,
+        ...(st.version !== undefined ? { version: st.version } : {}),
+        ...(st.bytes ? { sha256: fingerprint(st.bytes) } : {}),
+        ...(st.fetchedAt !== undefined ? { fetchedAt: iso(st.fetchedAt)! } : {}),
+        ...(st.lastError ? { lastError: { ...st.lastError, at: iso(st.lastError.at)! } } : {}),
+        ...(st.stale ? { stale: true } : {}),
+        ...(st.lease
+          ? {
+              lease: {
+                ttlSeconds: Math.round(st.lease.ttlMs / 1000),
+                expiresAt: iso(st.lease.issuedAt + st.lease.ttlMs)!,
+                renewable: st.lease.renewable && !st.leaseFinal,
+              },
+            }
+          : {}),
+      };
+    }
+    return {
+      apiVersion: 'sidekey.io/v1',
+      ready: [...this.#states.values()].every((s) => s.bytes !== undefined),
+      updatedAt: new Date(this.#now()).toISOString(),
+      secrets,
+    };
+  }
+
+  // --- the serial queue ---
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  #enqueue(name: string, job: Job, delayMs: number): void {
+    if (this.#stopped) return;
+    if (this.#queue.get(name) !== 'fetch') this.#queue.set(name, job);
+    if (this.#flushTimer !== undefined) return;
+    this.#flushTimer = this.#timers.setTimeout(() => {
+      this.#flushTimer = undefined;
+      void this.#exclusive(() => this.#rotate());
+    }, delayMs);
+  }
+
+  // --- one full sync ---
+
+  async #syncAll(): Promise<WriteReport> {
+    const states = [...this.#states.values()];
+    const outcomes = await this.#fetch(states);
+    for (const st of states) {
+      const o = outcomes.get(st.secret.name)!;
+      if (!o.ok) throw o.error;
+    }
+    const payload = new Map(
+      states.map((st) => {
+        const o = outcomes.get(st.secret.name) as Outcome & { ok: true };
+        return [st.secret.file, { data: o.bytes, mode: st.secret.mode }];
+      }),
+    );
+    const res = await this.#writer.write(payload);
+    const at = this.#now();
+    for (const st of states) this.#commit(st, outcomes.get(st.secret.name) as Outcome & { ok: true }, at);
+    await this.#writeStatusQuietly();
+    const report = this.#report(res.changed, at);
+    this.#log.info(
+      {
+        dir: this.#spec.output.dir,
+        secrets: states.map((s) => s.secret.name),
+        changedFiles: report.changedFiles,
+        versions: Object.fromEntries(states.map((s) => [s.secret.name, s.version])),
+      },
+      report.first ? 'secrets written' : 'secrets synced',
+    );
+    this.#afterWrite(report);
+    if (this.#started && !this.#stopped) for (const st of states) this.#scheduleNext(st);
+    return report;
+  }
+
+  // --- rotation ---
+
+  async #rotate(): Promise<void> {
+    const jobs = this.#queue;
+    this.#queue = new Map();
+    if (this.#stopped || jobs.size === 0) return;
+
+    const toFetch: SecretState[] = [];
+    let statusDirty = false;
+    for (const [name, job] of jobs) {
+      const st = this.#states.get(name)!;
+      if (job === 'renew' && (await this.#renew(st))) statusDirty = true;
+      else toFetch.push(st);
+    }
+    if (toFetch.length === 0) {
+      if (statusDirty) await this.#writeStatusQuietly();
+      return;
+    }
+
+    const outcomes = await this.#fetch(toFetch);
+    if (this.#stopped) return;
+    const good = toFetch.filter((st) => outcomes.get(st.secret.name)!.ok);
+    const bad = toFetch.filter((st) => !outcomes.get(st.secret.name)!.ok);
+    const at = this.#now();
+
+    let changed: readonly string[] = [];
+    if (good.length > 0) {
+      // The whole set, with the last good bytes of everything not fetched (or failing) now.
+      const payload = new Map<string, { data: Buffer; mode: number }>();
+      for (const st of this.#states.values()) {
+        const o = outcomes.get(st.secret.name);
+        const data = o?.ok ? o.bytes : st.bytes;
+        if (data) payload.set(st.secret.file, { data, mode: st.secret.mode });
+      }
+      try {
+        changed = (await this.#writer.write(payload)).changed;
+        for (const st of good) {
+          this.#commit(st, outcomes.get(st.secret.name) as Outcome & { ok: true }, at);
+          this.#scheduleNext(st);
+        }
+      } catch (e) {
+        const err = toSkError(e, 'SK_ERR_WRITE');
+        for (const st of good) this.#fail(st, err, at);
+      }
+    }
+    for (const st of bad) this.#fail(st, (outcomes.get(st.secret.name) as Outcome & { ok: false }).error, at);
+
+    await this.#writeStatusQuietly();
+    if (changed.length > 0) {
+      const report = this.#report(changed, at);
+      this.#log.info(
+        {
+          changedFiles: report.changedFiles,
+          changedSecrets: report.changedSecrets,
+          versions: Object.fromEntries(report.changedSecrets.map((n) => [n, this.#states.get(n)!.version])),
+        },
+        'secrets rotated',
+      );
+      this.#afterWrite(report);
+    }
+  }
+
+  /** Renew a lease; false when it cannot be renewed and the secret must be fetched anew. */
+  async #renew(st: SecretState): Promise<boolean> {
+    const { secret } = st;
+    const provider = this.#providers.get(secret.ref.provider);
+    const lease = st.lease;
+    if (!provider?.renew || !lease) return false;
+    try {
+      const renewed = await provider.renew(lease, this.#ctx(secret.ref.provider));
+      st.lease = renewed;
+      if (!renewed.renewable || renewed.ttlMs < (st.leaseBaseTtlMs ?? 0) * LEASE_SHORT_FRACTION) {
+        st.leaseFinal = true;
+      }
+      this.#log.debug(
+        { secret: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs, final: st.leaseFinal === true },
+        'lease renewed',
+      );
+      this.#scheduleNext(st);
+      return true;
+    } catch (e) {
+      const err = toSkError(e, 'SK_ERR_BACKEND_RESPONSE', `${secret.ref.raw}: lease renewal`);
+      this.#log.warn(
+        { secret: secret.name, ref: secret.ref.raw, code: err.code, err: err.message },
+        'lease renewal failed; fetching the secret anew',
+      );
+      return false;
+    }
+  }
+
+  #commit(st: SecretState, o: Outcome & { ok: true }, at: number): void {
+    st.bytes = o.bytes;
+    st.version = o.result.version;
+    st.fetchedAt = at;
+    st.failures = 0;
+    st.failingSince = undefined;
+    st.lastError = undefined;
+    st.stale = false;
+    if (st.staleTimer !== undefined) this.#timers.clearTimeout(st.staleTimer);
+    st.staleTimer = undefined;
+    const lease = o.result.lease;
+    st.lease = lease && lease.ttlMs > 0 ? lease : undefined;
+    st.leaseBaseTtlMs = st.lease?.ttlMs;
+    st.leaseFinal = st.lease ? !st.lease.renewable : undefined;
+  }
+
+  #fail(st: SecretState, err: SkError, at: number): void {
+    const { secret } = st;
+    st.failures++;
+    st.lastError = { code: err.code, message: err.message, at };
+    if (st.failures === 1) {
+      st.failingSince = at;
+      const after = this.#spec.maxStale.afterMs;
+      if (after > 0)
+        st.staleTimer = this.#timers.setTimeout(() => this.#onStale(st), Math.min(after, MAX_DELAY));
+    }
+    const delay = this.#backoff(st.failures);
+    this.#log.warn(
+      {
+        secret: secret.name,
+        ref: secret.ref.raw,
+        code: err.code,
+        err: err.message,
+        failures: st.failures,
+        retryInMs: delay,
+      },
+      'refresh failed; keeping the last good file',
+    );
+    this.#schedule(st, 'fetch', delay);
+    try {
+      this.#opts.onSecretError?.(secret.name, err);
+    } catch {
+      /* a failing callback must not stop rotation */
+    }
+  }
+
+  #onStale(st: SecretState): void {
+    st.staleTimer = undefined;
+    if (st.failures === 0 || this.#stopped) return;
+    const { secret } = st;
+    const err = new SkError(
+      'SK_ERR_STALE',
+      `secret "${secret.name}" (${secret.ref.raw}) could not be refreshed for ${formatDuration(
+        this.#spec.maxStale.afterMs,
+      )}; last error ${st.lastError?.code ?? 'unknown'}`,
+      { where: secret.ref.raw },
+    );
+    if (this.#spec.maxStale.action === 'keep') {
+      st.stale = true;
+      this.#log.warn(
+        { secret: secret.name, ref: secret.ref.raw, code: err.code },
+        `${err.message}; still serving it`,
+      );
+      void this.#exclusive(() => this.#writeStatusQuietly());
+      return;
+    }
+    if (this.#fatal) return;
+    this.#fatal = true;
+    this.#log.error({ secret: secret.name, ref: secret.ref.raw, code: err.code }, err.message);
+    if (this.#opts.onFatal) this.#opts.onFatal(err);
+  }
+
+  // --- scheduling ---
+
+  /** After a success: the next renewal or re-fetch of a lease, else the next refresh. */
+  #scheduleNext(st: SecretState): void {
+    const lease = st.lease;
+    if (lease) {
+      const provider = this.#providers.get(st.secret.ref.provider);
+      const renew = !st.leaseFinal && provider?.renew !== undefined;
+      const fraction = renew ? LEASE_RENEW_AT : LEASE_REFETCH_AT;
+      // A quarter of the spec's jitter: spreads renewals without straying far from the fraction.
+      const due = lease.issuedAt + this.#jitter(lease.ttlMs * fraction, this.#spec.jitter / 4);
+      this.#schedule(st, renew ? 'renew' : 'fetch', Math.max(0, due - this.#now()));
+      return;
+    }
+    if (st.secret.refreshMs > 0) {
+      this.#schedule(st, 'fetch', this.#jitter(st.secret.refreshMs, this.#spec.jitter));
+    } else if (st.timer !== undefined) {
+      this.#timers.clearTimeout(st.timer);
+      st.timer = undefined;
+    }
+  }
+
+  #schedule(st: SecretState, job: Job, delayMs: number): void {
+    if (this.#stopped || !this.#started) return;
+    if (st.timer !== undefined) this.#timers.clearTimeout(st.timer);
+    st.timer = this.#timers.setTimeout(
+      () => {
+        st.timer = undefined;
+        this.#enqueue(st.secret.name, job, 0);
+      },
+      Math.min(Math.max(0, Math.round(delayMs)), MAX_DELAY),
+    );
+  }
+
+  /** `ms` ± `fraction`·`ms`, uniformly. */
+  #jitter(ms: number, fraction: number): number {
+    return Math.round(ms * (1 + fraction * (2 * this.#random() - 1)));
+  }
+
+  /** initial·2^(n−1), capped at max, then reduced by up to `jitter` so failing secrets spread out. */
+  #backoff(failures: number): number {
+    const { initialMs, maxMs } = this.#spec.backoff;
+    const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 40));
+    return Math.round(base * (1 - this.#spec.jitter * this.#random()));
+  }
+
+  #clearTimers(st: SecretState): void {
+    if (st.timer !== undefined) this.#timers.clearTimeout(st.timer);
+    if (st.staleTimer !== undefined) this.#timers.clearTimeout(st.staleTimer);
+    st.timer = undefined;
+    st.staleTimer = undefined;
+  }
+
+  // --- fetching ---
+
+  #provider(secret: ResolvedSecret): Provider {
+    const name = secret.ref.provider;
+    let p = this.#providers.get(name);
+    if (!p) {
+      p = this.#opts.registry.get(name, `secrets.${secret.name}.ref`).create(this.#spec.backends);
+      this.#providers.set(name, p);
+    }
+    return p;
+  }
+
+  #ctx(provider: string): ProviderContext {
+    return { signal: this.#abort.signal, log: this.#log.child({ provider }) };
+  }
+
+  /**
+   * Fetch, select and render the given secrets. Secrets reading the same source (same ref but for
+   * `#key`) share one fetch; a provider with `fetchMany` gets all its sources in one call.
+   */
+  async #fetch(states: readonly SecretState[]): Promise<Map<string, Outcome>> {
+    const out = new Map<string, Outcome>();
+    const byProvider = new Map<string, Map<string, SecretState[]>>();
+    for (const st of states) {
+      const ref = st.secret.ref;
+      const sources = byProvider.get(ref.provider) ?? new Map<string, SecretState[]>();
+      byProvider.set(ref.provider, sources);
+      const key = sourceKey(ref);
+      const list = sources.get(key);
+      if (list) list.push(st);
+      else sources.set(key, [st]);
+    }
+    await Promise.all(
+      [...byProvider].map(async ([name, sources]) => {
+        const groups = [...sources.values()];
+        let results: Array<FetchResult | SkError>;
+        try {
+          const provider = this.#provider(groups[0]![0]!.secret);
+          results = await this.#fetchGroups(name, provider, groups);
+        } catch (e) {
+          const err = toSkError(e, 'SK_ERR_INTERNAL', `provider ${name}`);
+          results = groups.map(() => err);
+        }
+        groups.forEach((group, i) => {
+          const r = results[i];
+          for (const st of group) out.set(st.secret.name, this.#render(st.secret, r));
+        });
+      }),
+    );
+    return out;
+  }
+
+  async #fetchGroups(
+    name: string,
+    provider: Provider,
+    groups: readonly (readonly SecretState[])[],
+  ): Promise<Array<FetchResult | SkError>> {
+    const ctx = this.#ctx(name);
+    const refs = groups.map((g) => g[0]!.secret.ref);
+    const wrap = (e: unknown, ref: SecretRef) =>
+      toSkError(e, 'SK_ERR_INTERNAL', `${ref.raw}: ${name} provider`);
+    if (provider.fetchMany && refs.length > 1) {
+      try {
+        const results = await provider.fetchMany(refs, ctx);
+        return refs.map(
+          (ref, i) =>
+            results[i] ??
+            new SkError('SK_ERR_INTERNAL', `${ref.raw}: ${name} provider returned no result for it`),
+        );
+      } catch (e) {
+        return refs.map((ref) => wrap(e, ref));
+      }
+    }
+    return Promise.all(refs.map((ref) => provider.fetch(ref, ctx).catch((e: unknown) => wrap(e, ref))));
+  }
+
+  #render(secret: ResolvedSecret, r: FetchResult | SkError | undefined): Outcome {
+    if (r === undefined)
+      return { ok: false, error: new SkError('SK_ERR_INTERNAL', `${secret.ref.raw}: no result`) };
+    if (r instanceof SkError) return { ok: false, error: r };
+    try {
+      const bytes = renderSecret(secret, selectKey(r.value, secret.ref));
+      return { ok: true, bytes, result: r };
+    } catch (e) {
+      return { ok: false, error: toSkError(e, 'SK_ERR_RENDER', `secrets.${secret.name}`) };
+    }
+  }
+
+  // --- watches ---
+
+  #startWatches(): void {
+    const byProvider = new Map<string, SecretRef[]>();
+    for (const st of this.#states.values()) {
+      const ref = st.secret.ref;
+      const refs = byProvider.get(ref.provider) ?? [];
+      if (!refs.some((r) => sourceKey(r) === sourceKey(ref))) refs.push(ref);
+      byProvider.set(ref.provider, refs);
+    }
+    for (const [name, refs] of byProvider) {
+      const p = this.#providers.get(name);
+      if (!p?.watch) continue;
+      this.#unwatch.push(p.watch(refs, (ref) => this.#onSourceChanged(name, ref), this.#ctx(name)));
+    }
+  }
+
+  #onSourceChanged(provider: string, ref: SecretRef): void {
+    const key = sourceKey(ref);
+    const hits = [...this.#states.values()].filter(
+      (st) => st.secret.ref.provider === provider && sourceKey(st.secret.ref) === key,
+    );
+    this.#log.debug({ provider, ref: ref.raw, secrets: hits.map((h) => h.secret.name) }, 'source changed');
+    for (const st of hits) this.#enqueue(st.secret.name, 'fetch', this.#coalesceMs);
+  }
+
+  // --- output ---
+
+  #report(changed: readonly string[], at: number): WriteReport {
+    const files = new Set(changed);
+    const report: WriteReport = {
+      first: !this.#wrote,
+      changedFiles: [...changed],
+      changedSecrets: [...this.#states.values()]
+        .filter((s) => files.has(s.secret.file))
+        .map((s) => s.secret.name),
+      at,
+    };
+    this.#wrote = true;
+    return report;
+  }
+
+  #afterWrite(report: WriteReport): void {
+    if (!report.first && report.changedFiles.length > 0) this.#opts.notifier?.changed(report.changedFiles);
+    try {
+      this.#opts.onWrite?.(report);
+    } catch (e) {
+      this.#log.warn({ err: (e as Error).message }, 'onWrite callback failed');
+    }
+  }
+
+  /** The status file is informational: failing to update it never fails a sync. */
+  async #writeStatusQuietly(): Promise<void> {
+    try {
+      await this.#writer.writeStatus(this.status());
+    } catch (e) {
+      this.#log.warn(
+        { code: toSkError(e, 'SK_ERR_WRITE').code, err: (e as Error).message },
+        'status file not updated',
+      );
+    }
+  }
+}
+
+/** The ref without its `#key`: secrets with the same source share one fetch and one watch. */
+function sourceKey(ref: SecretRef): string {
+  return formatRef({ ...ref, key: undefined });
+}
