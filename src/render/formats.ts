@@ -103,16 +103,16 @@ export function dotenvLines(name: string, data: Record<string, unknown>): string
  * escape character, so the quoting is chosen per value:
  *
  * 1. only "plain" characters: `"value"`;
- * 2. no `'`: `'value'` — single quotes are literal everywhere (`$`, `\`, `"` and line breaks kept);
+ * 2. no `'` and no CR: `'value'` — single quotes are literal everywhere (`$`, `\`, `"`, newlines kept);
  * 3. no `"` and no `\`: `"value"` with line breaks as `\n`/`\r` (dotenv expands exactly those two);
- * 4. no backtick: `` `value` `` (dotenv's literal backtick quotes);
- * 5. otherwise undefined: the value cannot be represented.
+ * 4. no backtick and no CR: `` `value` `` (dotenv's literal backtick quotes);
+ * 5. otherwise undefined: the value cannot be represented (dotenv turns a literal CR into a newline).
  */
 export function dotenvQuote(v: string): string | undefined {
   if (/^[^"'`\\$\r\n]*$/.test(v)) return `"${v}"`;
-  if (!v.includes("'")) return `'${v}'`;
+  if (!v.includes("'") && !v.includes('\r')) return `'${v}'`;
   if (!v.includes('"') && !v.includes('\\')) return `"${v.replace(/\n/g, '\\n').replace(/\r/g, '\\r')}"`;
-  if (!v.includes('`')) return `\`${v}\``;
+  if (!v.includes('`') && !v.includes('\r')) return `\`${v}\``;
   return undefined;
 }
 
