@@ -110,6 +110,11 @@ export const ERRORS = {
     status: 502,
   },
   SK_ERR_BACKEND_CONFIG: { summary: 'the backend settings are missing or wrong', kind: 'input', status: 400 },
+  SK_ERR_LEASE_NOT_RENEWABLE: {
+    summary: 'a dynamic secret lease cannot be extended further (max TTL); new credentials are fetched',
+    kind: 'runtime',
+    status: 502,
+  },
 
   // --- rendering / writing / running (runtime) ---
   SK_ERR_TEMPLATE_RENDER: { summary: 'a template failed while rendering', kind: 'runtime', status: 500 },

@@ -1,5 +1,6 @@
 import { fileProvider } from './file.js';
 import { ProviderRegistry } from './registry.js';
+import { vaultProvider } from './vault.js';
 
 /**
  * The built-in providers. Adding a backend = one file in this folder + one line here; the shared
@@ -9,5 +10,6 @@ export function defaultRegistry(): ProviderRegistry {
   const r = new ProviderRegistry();
   // one line per provider:
   r.register(fileProvider);
+  r.register(vaultProvider);
   return r;
 }
