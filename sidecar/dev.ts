@@ -119,6 +119,11 @@ class DevSession {
     this.#use(engine, spec, registry);
     this.#p.out(`sidekey dev: ${rel(this.#config)} → ${rel(spec.output.dir)}`);
     for (const l of describeFiles(spec)) this.#p.out(l);
+  }
+
+  /** The line that tells the user it is all set (printed once the watches are up). */
+  ready(): void {
+    const spec = this.#spec!;
     this.#p.out(
       `${spec.secrets.length} file(s) written to ${rel(spec.output.dir)}. ` +
         'Watching the sources: edit them and the files follow. Ctrl-C to stop.',
@@ -179,6 +184,7 @@ export async function runDev(opts: DevOptions, p: Printer = stdio): Promise<numb
   try {
     await session.start();
     unwatch = await watchSpec(session.config, () => session.reload());
+    session.ready();
     await stopSignal.promise;
     p.out('stopping');
     return 0;
@@ -195,6 +201,7 @@ export async function runDev(opts: DevOptions, p: Printer = stdio): Promise<numb
 async function watchSpec(file: string, onChange: () => Promise<void>): Promise<() => Promise<void>> {
   const { watch } = await import('chokidar');
   const w = watch(path.resolve(file), { ignoreInitial: true, awaitWriteFinish: false });
+  await new Promise<void>((resolve) => w.once('ready', () => resolve()));
   // Serialise reloads: a burst of saves runs one reload after another, never two at once.
   let chain = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;

@@ -73,6 +73,7 @@ export async function runCommand(command: readonly string[], opts: RunOptions): 
       debounceMs: spec.debounceMs,
       log,
       pid: () => (child && child.exitCode === null ? child.pid : undefined),
+      onError: (e) => say(`failed to notify ${command[0]}: ${errorLine(e)}`),
     });
     engine = new Engine(spec, {
       registry,
