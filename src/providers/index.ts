@@ -1,4 +1,5 @@
 import { fileProvider } from './file.js';
+import { k8sProvider } from './k8s.js';
 import { ProviderRegistry } from './registry.js';
 import { vaultProvider } from './vault.js';
 
@@ -11,5 +12,6 @@ export function defaultRegistry(): ProviderRegistry {
   // one line per provider:
   r.register(fileProvider);
   r.register(vaultProvider);
+  r.register(k8sProvider);
   return r;
 }
