@@ -29,6 +29,12 @@ export function parseDuration(input: string | number, where: string): number {
   }
   let total = 0;
   for (const m of s.matchAll(PART_RE)) total += Number(m[1]) * (UNIT_MS[m[2]!] ?? 0);
+  // a very long digit string parses to Infinity, which timers would treat as 0
+  if (!Number.isSafeInteger(Math.round(total))) {
+    throw new SkError('SK_ERR_DURATION_INVALID', `${where}: "${truncate(s)}" is too long a duration`, {
+      where,
+    });
+  }
   return Math.round(total);
 }
 
