@@ -1,13 +1,35 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { SkError } from '../../src/errors.js';
 
-// Placeholder: replaced by the owner of `sidekey inject`.
+/** `sidekey inject -f <file|->`: preview what the webhook does to Pods and workloads (webhook/inject-cli.ts). */
 export function register(program: Command): void {
   program
     .command('inject')
-    .description('(not yet implemented)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new SkError('SK_ERR_INTERNAL', '`sidekey inject` is not implemented yet');
-    });
+    .description('print Pods/workloads as the webhook would mutate them (or the JSON patches)')
+    .requiredOption('-f, --file <file>', 'manifest file (YAML or JSON, multi-document); - for stdin')
+    .option('--patch', 'print one RFC 6902 JSON patch per object per line instead of the objects')
+    .option('--config <file>', 'webhook config file (YAML), as given to `sidekey webhook`')
+    .option('--kube-version <version>', 'cluster version for mode auto (>= 1.29: native sidecars)')
+    .option('-n, --namespace <ns>', 'namespace of objects that name none')
+    .addHelpText(
+      'after',
+      '\nObjects that are not opted in are printed unchanged, with the reason on stderr.\n' +
+        'Exit codes: 0 ok, 2 invalid annotations or manifest (one line naming the annotation and SK_ERR code).',
+    )
+    .action(
+      async (opts: {
+        file: string;
+        patch?: boolean;
+        config?: string;
+        kubeVersion?: string;
+        namespace?: string;
+      }) => {
+        const { runInject } = await import('../../webhook/inject-cli.js');
+        runInject(opts, {
+          stdout: (s) => process.stdout.write(s),
+          stderr: (s) => process.stderr.write(s),
+          readStdin: () => readFileSync(0, 'utf8'),
+        });
+      },
+    );
 }

@@ -1,0 +1,215 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { createLogger, type Logger, silentLogger } from '../src/log.js';
+import { reviewAdmission } from './admission.js';
+import { loadWebhookConfig, nativeSidecarsEnabled, type WebhookConfig } from './config.js';
+import { createPipelineContext } from './context.js';
+import { createMetrics, type WebhookMetrics } from './metrics.js';
+import type { PipelineContext } from './pipeline.js';
+import { type KeyPair, readKeyPair, watchKeyPair } from './tls-files.js';
+
+/** Largest AdmissionReview accepted: a pod may be up to etcd's 1.5 MiB, and the review carries it once. */
+const BODY_LIMIT = 4 * 1024 * 1024;
+
+export interface AppOptions {
+  /** Serve HTTPS with this pair (TLS ≥ 1.2); omit for plain HTTP (`app.inject()` tests). */
+  readonly tls?: KeyPair;
+  readonly logger?: Logger;
+  /** Pipeline context; default built from `config`. */
+  readonly ctx?: PipelineContext;
+  /** Whether `auto` means native sidecars; default from the config (version), else false. */
+  readonly nativeSidecars?: boolean;
+  readonly metrics?: WebhookMetrics;
+}
+
+/**
+ * The admission server, built but not listening: `POST /mutate` (AdmissionReview v1), `/healthz`,
+ * `/readyz`, `/metrics`. The request handler only decodes and encodes; the pipeline does the work.
+ */
+export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyInstance {
+  const log = opts.logger ?? silentLogger;
+  const ctx =
+    opts.ctx ??
+    createPipelineContext(config, { nativeSidecars: opts.nativeSidecars ?? nativeSidecarsEnabled(config) });
+  const metrics = opts.metrics ?? createMetrics();
+  const app = Fastify({
+    loggerInstance: log,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    // Close idle keep-alive connections on shutdown; in-flight requests finish first.
+    forceCloseConnections: 'idle',
+    ...(opts.tls
+      ? {
+          https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, allowHTTP1: true },
+        }
+      : {}),
+  });
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (closing) return reply.code(503).send({ status: 'shutting down' });
+    return { status: 'ready' };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.post('/mutate', async (request, reply) => {
+    const end = metrics.duration.startTimer();
+    const r = reviewAdmission(request.body, ctx, config.onInvalidAnnotations);
+    if (r.kind === 'bad-request') {
+      end({ outcome: 'bad-request' });
+      log.warn({ err: r.message }, 'bad admission request');
+      return reply.code(400).send({ code: 'SK_ERR_MANIFEST_INVALID', message: r.message });
+    }
+    const o = r.outcome;
+    const label =
+      o.kind === 'inject'
+        ? 'inject'
+        : o.kind === 'skip'
+          ? 'skip'
+          : r.allowedInvalid
+            ? 'allow-invalid'
+            : 'deny';
+    const ms = end({ outcome: label }) * 1000;
+    // dryRun: same answer, but no side effects, and counters are side effects too.
+    if (!r.dryRun) {
+      if (o.kind === 'inject') metrics.injections.inc({ namespace: r.namespace ?? '', mode: o.mode });
+      else if (o.kind === 'skip') metrics.skips.inc({ reason: o.reason });
+      else if (r.allowedInvalid) metrics.invalidAllowed.inc({ code: o.error.code });
+      else metrics.denials.inc({ code: o.error.code });
+    }
+    const fields = {
+      uid: r.uid,
+      namespace: r.namespace,
+      pod: r.name,
+      dryRun: r.dryRun,
+      ms: Math.round(ms * 100) / 100,
+    };
+    if (o.kind === 'inject') log.info({ ...fields, mode: o.mode, ops: o.patch.length }, 'injected');
+    else if (o.kind === 'skip') log.debug({ ...fields, reason: o.reason }, 'skipped');
+    else
+      log.info(
+        { ...fields, code: o.error.code, where: o.error.where, allowed: r.allowedInvalid },
+        o.error.message,
+      );
+    return r.review;
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    // Fastify's own errors (body too large, bad JSON): answer without echoing the body.
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    log.warn({ status, err: err.message.split('\n')[0] }, 'request failed');
+    void reply.code(status).send({
+      code: status === 500 ? 'SK_ERR_INTERNAL' : 'SK_ERR_MANIFEST_INVALID',
+      message: err.message.split('\n')[0],
+    });
+  });
+  // The instance is typed with pino's Logger; callers only need the generic Fastify surface.
+  return app as unknown as FastifyInstance;
+}
+
+export interface ServeOptions {
+  readonly configFile?: string;
+  readonly port: number;
+  readonly host: string;
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  readonly logger?: Logger;
+  /** Use polling for the TLS file watch (filesystems without inotify). */
+  readonly tlsPolling?: boolean;
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly port: number;
+  /** Stop accepting, finish in-flight requests, stop watching the TLS files. */
+  close(): Promise<void>;
+}
+
+/**
+ * Load config and TLS, listen over HTTPS, hot-reload the certificate when its files change
+ * (`setSecureContext`: new handshakes get the new pair, open connections keep theirs).
+ */
+export async function serve(o: ServeOptions): Promise<RunningServer> {
+  const config = loadWebhookConfig(o.configFile);
+  const log = o.logger ?? createLogger({ name: 'sidekey-webhook', level: config.logLevel });
+  let discovered: string | undefined;
+  if (config.nativeSidecars === 'auto' && !config.kubernetesVersion) {
+    discovered = await discoverKubernetesVersion(log);
+  }
+  const native = nativeSidecarsEnabled(config, discovered);
+  log.info(
+    { nativeSidecars: native, kubernetesVersion: config.kubernetesVersion ?? discovered },
+    'injection mode for auto',
+  );
+  const pair = readKeyPair(o.tlsCert, o.tlsKey);
+  const app = buildApp(config, { tls: pair, logger: log, nativeSidecars: native });
+  const watcher = watchKeyPair(
+    o.tlsCert,
+    o.tlsKey,
+    pair,
+    (next) => {
+      const server = app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void };
+      server.setSecureContext({ cert: next.cert, key: next.key });
+      log.info({ cert: o.tlsCert }, 'TLS certificate reloaded');
+    },
+    (e) => log.warn({ code: e.code }, e.message),
+    { usePolling: o.tlsPolling },
+  );
+  await app.listen({ port: o.port, host: o.host });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : o.port;
+  log.info({ port }, 'sidekey webhook listening (HTTPS)');
+  return {
+    app,
+    port,
+    async close() {
+      await watcher.close();
+      await app.close();
+    },
+  };
+}
+
+/**
+ * The API server's version, for `nativeSidecars: auto`. Only in a cluster (service env set); any
+ * failure means "unknown", which selects classic sidecars.
+ */
+async function discoverKubernetesVersion(log: Logger): Promise<string | undefined> {
+  if (!process.env.KUBERNETES_SERVICE_HOST) return undefined;
+  try {
+    const k8s = await import('@kubernetes/client-node');
+    const kc = new k8s.KubeConfig();
+    kc.loadFromCluster();
+    const api = kc.makeApiClient(k8s.VersionApi);
+    const v = await Promise.race([
+      api.getCode(),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout after 5s')), 5000).unref()),
+    ]);
+    return v.gitVersion;
+  } catch (e) {
+    log.warn(
+      { err: (e as Error).message },
+      'cannot read the Kubernetes version; auto mode uses init + classic sidecar',
+    );
+    return undefined;
+  }
+}
+
+/** `sidekey webhook`: serve until SIGTERM/SIGINT, then shut down gracefully. */
+export async function main(o: ServeOptions): Promise<void> {
+  const running = await serve(o);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      running.app.log.info({ signal: sig }, 'shutting down');
+      running.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
