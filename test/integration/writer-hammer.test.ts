@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AtomicWriter, type FileProjection } from '../../src/writer.js';
+
+/**
+ * The torn-file test: a separate reader process hammers the output directory while the writer
+ * performs 1,000 rotations of the whole file set. Every file is self-validating (a header with its
+ * generation, its body's length and SHA-256), and when `..data` names the same generation before and
+ * after the reader read the set, all files must come from that one generation.
+ */
+
+const ROTATIONS = 1000;
+const FILES = ['db-password', 'app.env', 'tls/tls.crt', 'tls/tls.key', 'conf/deep/settings.json'];
+
+// Plain JS so the reader runs as its own node process without a build step.
+const READER = `
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+const [dir, stopFile, ...files] = process.argv.slice(2);
+const s = { reads: 0, sets: 0, consistentSets: 0, generations: new Set(), errors: [] };
+const fail = (msg) => { if (s.errors.length < 20) s.errors.push(msg); };
+function check(name, buf) {
+  const nl = buf.indexOf(10);
+  if (nl < 0) return fail(name + ': no header (' + buf.length + ' bytes)');
+  const m = /^gen=(\\d+) file=(\\S+) len=(\\d+) sha=([0-9a-f]{64})$/.exec(buf.subarray(0, nl).toString());
+  if (!m) return fail(name + ': bad header');
+  const body = buf.subarray(nl + 1);
+  if (m[2] !== name) return fail(name + ': header names ' + m[2]);
+  if (body.length !== Number(m[3])) return fail(name + ': torn, ' + body.length + ' of ' + m[3] + ' bytes');
+  if (createHash('sha256').update(body).digest('hex') !== m[4]) return fail(name + ': corrupt body');
+  return Number(m[1]);
+}
+while (!fs.existsSync(stopFile)) {
+  let before;
+  try { before = fs.readlinkSync(dir + '/..data'); } catch (e) { fail('..data: ' + e.code); continue; }
+  const gens = [];
+  for (const f of files) {
+    let buf;
+    try { buf = fs.readFileSync(dir + '/' + f); } catch (e) { fail(f + ': ' + e.code); continue; }
+    s.reads++;
+    const g = check(f, buf);
+    if (g !== undefined) gens.push(g);
+  }
+  let after;
+  try { after = fs.readlinkSync(dir + '/..data'); } catch (e) { fail('..data: ' + e.code); continue; }
+  s.sets++;
+  if (before === after && gens.length === files.length) {
+    s.consistentSets++;
+    s.generations.add(gens[0]);
+    if (gens.some((g) => g !== gens[0])) fail('mixed generations ' + gens.join(',') + ' under ' + before);
+  }
+}
+process.stdout.write(JSON.stringify({ ...s, generations: s.generations.size }));
+`;
+
+let dir: string;
+
+beforeAll(async () => {
+  // tmpfs where there is one: that is what the mount is in a pod.
+  const base = (await fs.stat('/dev/shm').catch(() => undefined))?.isDirectory() ? '/dev/shm' : os.tmpdir();
+  dir = await fs.mkdtemp(path.join(base, 'sk-hammer-'));
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+function fileFor(gen: number, name: string, i: number): FileProjection {
+  // Sizes vary per generation and file, up to 192 KiB, so a torn copy would show.
+  const size = 1 + ((gen * 7919 + i * 104_729) % (192 * 1024));
+  const body = randomBytes(Math.ceil(size / 2))
+    .toString('hex')
+    .slice(0, size);
+  const sha = createHash('sha256').update(body).digest('hex');
+  return { data: Buffer.from(`gen=${gen} file=${name} len=${body.length} sha=${sha}\n${body}`), mode: 0o440 };
+}
+
+describe('AtomicWriter under a hammering reader', () => {
+  it(`never shows a torn, partial, missing or mixed file during ${ROTATIONS} rotations`, async () => {
+    const out = path.join(dir, 'out');
+    const stop = path.join(dir, 'stop');
+    const script = path.join(dir, 'reader.mjs');
+    await fs.writeFile(script, READER);
+    const w = new AtomicWriter({ dir: out });
+    const payload = (gen: number) => new Map(FILES.map((f, i) => [f, fileFor(gen, f, i)]));
+    await w.write(payload(0));
+
+    const reader = spawn(process.execPath, [script, out, stop, ...FILES], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    reader.stdout!.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    const exited = new Promise<number | null>((r) => reader.once('exit', r));
+
+    const started = Date.now();
+    let written = 0;
+    for (let gen = 1; gen <= ROTATIONS; gen++) {
+      if ((await w.write(payload(gen))).written) written++;
+    }
+    const elapsed = Date.now() - started;
+    await fs.writeFile(stop, '');
+    expect(await exited).toBe(0);
+    const summary = JSON.parse(stdout) as {
+      reads: number;
+      sets: number;
+      consistentSets: number;
+      generations: number;
+      errors: string[];
+    };
+    console.log(
+      `writer-hammer: ${written} rotations in ${elapsed} ms; reader: ${summary.reads} file reads, ` +
+        `${summary.sets} set reads (${summary.consistentSets} within one generation, ${summary.generations} generations seen)`,
+    );
+
+    expect(summary.errors).toEqual([]);
+    expect(written).toBe(ROTATIONS);
+    // the reader really overlapped the rotations
+    expect(summary.sets).toBeGreaterThan(100);
+    expect(summary.generations).toBeGreaterThan(20);
+    // only the live generation is left, with ..data and the user-visible names
+    const names = (await fs.readdir(out)).sort();
+    expect(names.filter((n) => n.startsWith('..2')).length).toBe(1);
+    expect(names.filter((n) => !n.startsWith('..'))).toEqual(['app.env', 'conf', 'db-password', 'tls']);
+  });
+});
