@@ -1,3 +1,4 @@
+import { request as httpsRequest } from 'node:https';
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -112,4 +113,50 @@ export function pod(
       ...extra,
     },
   };
+}
+
+/** A raw API answer, with the `Warning` headers that kubectl prints (admission warnings land there). */
+export interface RawAnswer {
+  status: number;
+  json: Record<string, unknown>;
+  warnings: string[];
+}
+
+/** Calls the API server directly as the admin user (client-node does not expose warning headers). */
+export function rawRequest(k: Kube, method: string, path: string, body?: unknown): Promise<RawAnswer> {
+  const user = k.kc.getCurrentUser();
+  const b64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64').toString();
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: k.info.port,
+        method,
+        path,
+        ca: k.info.caPem,
+        cert: b64(user?.certData),
+        key: b64(user?.keyData),
+        headers: payload ? { 'content-type': 'application/json' } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          const raw = res.headers.warning;
+          const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+          let json: Record<string, unknown> = {};
+          try {
+            json = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            json = { raw: text };
+          }
+          resolvePromise({ status: res.statusCode ?? 0, json, warnings: list });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1MutatingWebhookConfiguration,
+  VersionApi,
+} from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
+import type { Kube } from './kube.js';
+import type { CertPair } from './pki.js';
+import { loadCa } from './pki.js';
+import { freePort, type Proc, startProc, waitFor } from './procs.js';
+import { tool } from './tools.js';
+
+const repo = resolve(import.meta.dirname, '../../..');
+const chart = join(repo, 'charts', 'sidekey');
+
+/** Renders the chart with `helm template` (the same output a user applies) and parses it. */
+export function helmTemplate(
+  release: string,
+  namespace: string,
+  values: Record<string, unknown>,
+  kubeVersion: string,
+): KubernetesObject[] {
+  const dir = mkdtempSync(join(tmpdir(), 'sidekey-helm-'));
+  const valuesFile = join(dir, 'values.yaml');
+  writeFileSync(valuesFile, stringify(values));
+  const out = execFileSync(
+    tool('helm'),
+    ['template', release, chart, '--namespace', namespace, '--kube-version', kubeVersion, '-f', valuesFile],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return parseAllDocuments(out)
+    .map((d) => d.toJS() as KubernetesObject | null)
+    .filter((o): o is KubernetesObject => !!o?.kind);
+}
+
+/** A sidekey install: the chart's objects in the API server and the webhook running as a local process. */
+export interface SidekeyInstall {
+  namespace: string;
+  release: string;
+  /** The MutatingWebhookConfiguration's name. */
+  webhookConfigName: string;
+  /** The webhook's config file (the chart's ConfigMap data, as mounted in the Deployment). */
+  configFile: string;
+  objects: KubernetesObject[];
+  port: number;
+  url: string;
+  webhook?: Proc;
+  tls: CertPair;
+  /** Starts (again) the webhook process on the same port and waits for /readyz. */
+  startWebhook(): Promise<Proc>;
+  /** Stops the webhook process (the configuration stays: "webhook down"). */
+  stopWebhook(): Promise<void>;
+  /** Stops the webhook and deletes the cluster-scoped webhook configuration. */
+  uninstall(): Promise<void>;
+}
+
+function httpsStatus(port: number, ca: string, path: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const req = request({ host: '127.0.0.1', port, path, ca, timeout: 3000 }, (r) => {
+      r.resume();
+      res(r.statusCode ?? 0);
+    });
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+/**
+ * Installs sidekey from `helm template` in url mode (the API server calls https://127.0.0.1:<port>/mutate,
+ * since there are no Service endpoints without a kubelet), with a serving certificate signed by the
+ * harness CA (tls.mode=secret + webhook.caBundle), then starts `sidekey webhook` locally with the
+ * chart's config file.
+ */
+export async function installSidekey(
+  k: Kube,
+  opts: { release?: string; namespace?: string; values?: Record<string, unknown>; start?: boolean } = {},
+): Promise<SidekeyInstall> {
+  const release = opts.release ?? 'sidekey';
+  const namespace = opts.namespace ?? `sidekey-system-${Date.now().toString(36)}`;
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}/mutate`;
+  const ca = await loadCa(k.info.caPem, k.info.caKeyPem);
+  const tls = await ca.sign({
+    subject: 'CN=sidekey-webhook',
+    usage: 'server',
+    ips: ['127.0.0.1'],
+    dns: ['localhost'],
+  });
+  const values = {
+    ...opts.values,
+    webhook: { ...(opts.values?.webhook as object), url, caBundle: k.info.caPem },
+    tls: { mode: 'secret', ...(opts.values?.tls as object) },
+  };
+  const version = await k.kc.makeApiClient(VersionApi).getCode();
+  const objects = helmTemplate(release, namespace, values, version.gitVersion);
+  await k.core.createNamespace({ body: { metadata: { name: namespace } } });
+  for (const o of objects) {
+    await k.objects.create({
+      ...o,
+      metadata: { ...o.metadata, namespace: o.metadata?.namespace ?? undefined },
+    });
+  }
+  const mwc = objects.find(
+    (o) => o.kind === 'MutatingWebhookConfiguration',
+  ) as V1MutatingWebhookConfiguration;
+  const cm = objects.find(
+    (o) => o.kind === 'ConfigMap' && (o as V1ConfigMap).data?.['config.yaml'],
+  ) as V1ConfigMap;
+  if (!mwc?.metadata?.name) throw new Error('helm template rendered no MutatingWebhookConfiguration');
+  if (!cm) throw new Error('helm template rendered no ConfigMap with config.yaml');
+  const dir = mkdtempSync(join(tmpdir(), 'sidekey-webhook-'));
+  const configFile = join(dir, 'config.yaml');
+  writeFileSync(configFile, cm.data?.['config.yaml'] ?? '');
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  writeFileSync(certFile, tls.certPem);
+  writeFileSync(keyFile, tls.keyPem, { mode: 0o600 });
+  const install: SidekeyInstall = {
+    namespace,
+    release,
+    webhookConfigName: mwc.metadata.name,
+    configFile,
+    objects,
+    port,
+    url,
+    tls,
+    startWebhook: async () => {
+      const proc = startProc(
+        process.execPath,
+        [
+          join(repo, 'bin', 'sidekey.js'),
+          'webhook',
+          `--config=${configFile}`,
+          `--tls-cert=${certFile}`,
+          `--tls-key=${keyFile}`,
+          `--port=${port}`,
+        ],
+        join(dir, 'webhook.log'),
+        { env: { ...process.env, POD_NAMESPACE: namespace, KUBECONFIG: k.info.kubeconfig } },
+      );
+      install.webhook = proc;
+      await waitFor(
+        'sidekey webhook /readyz',
+        async () => {
+          if (proc.child.exitCode !== null)
+            throw new Error(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
+          return (await httpsStatus(port, k.info.caPem, '/readyz')) === 200 ? true : undefined;
+        },
+        30_000,
+      );
+      return proc;
+    },
+    stopWebhook: async () => {
+      await install.webhook?.stop();
+    },
+    uninstall: async () => {
+      await install.webhook?.stop();
+      await k.admission.deleteMutatingWebhookConfiguration({ name: mwc.metadata?.name as string });
+    },
+  };
+  if (opts.start !== false) await install.startWebhook();
+  return install;
+}
