@@ -236,7 +236,8 @@ export function loadSpec(text: string, opts: ResolveOptions = {}): ResolvedSpec 
     const parsed = YAML.parseDocument(text, { prettyErrors: false, uniqueKeys: true });
     if (parsed.errors.length > 0) {
       const e = parsed.errors[0]!;
-      const line = e.linePos?.[0]?.line;
+      // linePos is only filled with prettyErrors; compute the line from the offset otherwise
+      const line = e.linePos?.[0]?.line ?? text.slice(0, e.pos[0]).split('\n').length;
       throw new SkError('SK_ERR_SPEC_PARSE', `${src}${line ? `:${line}` : ''}: ${e.message.split('\n')[0]}`, {
         where: src,
       });
