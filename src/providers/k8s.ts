@@ -139,7 +139,13 @@ class K8sProvider implements Provider {
       if (s.server) {
         const ca = s.caCert ?? (existsSync(`${K8S_SA_DIR}/ca.crt`) ? `${K8S_SA_DIR}/ca.crt` : undefined);
         kc.loadFromClusterAndUser(
-          { name: 'sidekey', server: s.server, skipTLSVerify: false, ...(ca ? { caFile: ca } : {}) },
+          // The client refuses plain http unless "skipTLSVerify" is set; there is no TLS to verify then.
+          {
+            name: 'sidekey',
+            server: s.server,
+            skipTLSVerify: s.server.startsWith('http:'),
+            ...(ca ? { caFile: ca } : {}),
+          },
           tokenUser(s.tokenFile ?? saToken),
         );
       } else if (process.env.KUBERNETES_SERVICE_HOST && existsSync(saToken)) {
