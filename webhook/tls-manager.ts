@@ -133,7 +133,10 @@ export class TlsManager {
       extraHosts: options.extraHosts ?? [],
     } as TlsManager['o'];
     if (!(this.o.renewAt > 0 && this.o.renewAt < 1)) {
-      throw new SkError('SK_ERR_CLI_USAGE', `--tls-renew-at: ${this.o.renewAt} is not a fraction between 0 and 1`);
+      throw new SkError(
+        'SK_ERR_CLI_USAGE',
+        `--tls-renew-at: ${this.o.renewAt} is not a fraction between 0 and 1`,
+      );
     }
     if (this.o.certValidityMs > this.o.caValidityMs) {
       throw new SkError('SK_ERR_CLI_USAGE', '--tls-cert-validity must not be longer than --tls-ca-validity');
@@ -174,7 +177,9 @@ export class TlsManager {
         const full = this.now() - lastFull >= this.o.syncIntervalMs;
         if (full) lastFull = this.now();
         await (full ? this.syncOnce() : this.renewLeadership());
-      }).catch((e: unknown) => this.log.warn({ err: errText(e) }, 'TLS sync failed; keeping the current certificate'));
+      }).catch((e: unknown) =>
+        this.log.warn({ err: errText(e) }, 'TLS sync failed; keeping the current certificate'),
+      );
     }, period);
     this.timer.unref();
   }
@@ -203,7 +208,11 @@ export class TlsManager {
     let material: TlsMaterial | undefined;
     if (result.leader) {
       const r = await this.reconcileAsLeader();
-      Object.assign(result, { rotatedCa: r.rotatedCa, rotatedCert: r.rotatedCert, patchedBundle: r.patchedBundle });
+      Object.assign(result, {
+        rotatedCa: r.rotatedCa,
+        rotatedCert: r.rotatedCert,
+        patchedBundle: r.patchedBundle,
+      });
       material = r.material;
     } else {
       const secret = await this.readSecret();
@@ -248,7 +257,8 @@ export class TlsManager {
         const spec = lease.spec ?? {};
         const ours = spec.holderIdentity === this.o.identity;
         const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
-        const expired = !spec.holderIdentity || renewed + (spec.leaseDurationSeconds ?? durationSec) * 1000 < started;
+        const expired =
+          !spec.holderIdentity || renewed + (spec.leaseDurationSeconds ?? durationSec) * 1000 < started;
         if (!ours && !expired) {
           this.leaderUntil = 0;
           return false;
@@ -293,7 +303,10 @@ export class TlsManager {
         key: '',
       };
       rotatedCa = true;
-      this.log.info({ secret: this.o.secretName, reason: current ? 'renewal' : 'initial' }, 'issued a new webhook CA');
+      this.log.info(
+        { secret: this.o.secretName, reason: current ? 'renewal' : 'initial' },
+        'issued a new webhook CA',
+      );
     }
     const material = next as TlsMaterial;
     const leaf = material.cert ? parseCert(material.cert) : undefined;
@@ -302,7 +315,10 @@ export class TlsManager {
       material.cert = issued.cert;
       material.key = issued.key;
       rotatedCert = true;
-      this.log.info({ secret: this.o.secretName, notAfter: issued.notAfter }, 'issued a new serving certificate');
+      this.log.info(
+        { secret: this.o.secretName, notAfter: issued.notAfter },
+        'issued a new serving certificate',
+      );
     }
 
     // The API server must trust the new CA before any replica serves a certificate it signed.
@@ -351,7 +367,7 @@ export class TlsManager {
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as CryptoKey),
       ],
     });
-    return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey as CryptoKey) };
+    return { cert: pemLine(cert.toString('pem')), key: await exportKey(keys.privateKey as CryptoKey) };
   }
 
   private async issueServingCert(
@@ -359,7 +375,11 @@ export class TlsManager {
     now: number,
   ): Promise<{ cert: string; key: string; notAfter: string }> {
     const ca = parseCert(material.caCert);
-    if (!ca) throw new SkError('SK_ERR_TLS', `secret ${this.o.secretName}: ${SECRET_KEYS.caCert} is not a certificate`);
+    if (!ca)
+      throw new SkError(
+        'SK_ERR_TLS',
+        `secret ${this.o.secretName}: ${SECRET_KEYS.caCert} is not a certificate`,
+      );
     const caKey = await importKey(material.caKey, this.o.secretName);
     const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
     // A serving certificate never outlives its CA.
@@ -376,15 +396,20 @@ export class TlsManager {
       signingAlgorithm: ALG,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+          true,
+        ),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: isIP(h) ? 'ip' : 'dns', value: h }))),
+        new x509.SubjectAlternativeNameExtension(
+          hosts.map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h })),
+        ),
         await x509.AuthorityKeyIdentifierExtension.create(ca),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as CryptoKey),
       ],
     });
     return {
-      cert: cert.toString('pem'),
+      cert: pemLine(cert.toString('pem')),
       key: await exportKey(keys.privateKey as CryptoKey),
       notAfter: notAfter.toISOString(),
     };
@@ -425,7 +450,11 @@ export class TlsManager {
     };
     try {
       if (previous) {
-        await this.core.replaceNamespacedSecret({ name: this.o.secretName, namespace: this.o.namespace, body });
+        await this.core.replaceNamespacedSecret({
+          name: this.o.secretName,
+          namespace: this.o.namespace,
+          body,
+        });
       } else {
         await this.core.createNamespacedSecret({ namespace: this.o.namespace, body });
       }
@@ -450,7 +479,9 @@ export class TlsManager {
     }
     const want = b64(bundle);
     const ops = (config.webhooks ?? []).flatMap((w, i) =>
-      w.clientConfig?.caBundle === want ? [] : [{ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: want }],
+      w.clientConfig?.caBundle === want
+        ? []
+        : [{ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: want }],
     );
     if (ops.length === 0) return false;
     // The test op makes the patch fail instead of landing on a reordered list.
@@ -537,7 +568,11 @@ export function splitPem(bundle: string): string[] {
 }
 
 function joinPem(certs: string[]): string {
-  return certs.map((c) => (c.endsWith('\n') ? c : `${c}\n`)).join('');
+  return certs.map(pemLine).join('');
+}
+
+function pemLine(pem: string): string {
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
 }
 
 function leafCovers(leaf: x509.X509Certificate, host: string): boolean {
@@ -548,7 +583,7 @@ function leafCovers(leaf: x509.X509Certificate, host: string): boolean {
 
 async function exportKey(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return pemLine(x509.PemConverter.encode(der, 'PRIVATE KEY'));
 }
 
 async function importKey(pem: string, secretName: string): Promise<CryptoKey> {
@@ -557,7 +592,10 @@ async function importKey(pem: string, secretName: string): Promise<CryptoKey> {
       'sign',
     ])) as CryptoKey;
   } catch {
-    throw new SkError('SK_ERR_TLS', `secret ${secretName}: ${SECRET_KEYS.caKey} is not a PKCS#8 P-256 private key`);
+    throw new SkError(
+      'SK_ERR_TLS',
+      `secret ${secretName}: ${SECRET_KEYS.caKey} is not a PKCS#8 P-256 private key`,
+    );
   }
 }
 
@@ -589,7 +627,9 @@ function apiError(e: unknown, resource: string, verb: string): SkError {
   const status = statusOf(e);
   const why = status ? `HTTP ${status}` : errText(e);
   const hint = status === 403 ? ' (check the chart RBAC: the webhook may only touch its own objects)' : '';
-  return new SkError('SK_ERR_TLS', `self-managed TLS: ${verb} ${resource} failed: ${why}${hint}`, { cause: e });
+  return new SkError('SK_ERR_TLS', `self-managed TLS: ${verb} ${resource} failed: ${why}${hint}`, {
+    cause: e,
+  });
 }
 
 function errText(e: unknown): string {
