@@ -228,12 +228,28 @@ export interface ResolveOptions {
   checkSecret?: (secret: ResolvedSecret, where: string) => void;
 }
 
+/**
+ * YAML 1.2 reads an unquoted `mode: 0400` as the decimal 400 (= 0620), a silent wrong file mode. Ints
+ * written with a leading zero are read as octal instead, as users (and YAML 1.1, and chmod) mean them.
+ */
+const LEADING_ZERO_OCTAL = {
+  identify: (v: unknown) => typeof v === 'number',
+  default: true,
+  tag: 'tag:yaml.org,2002:int',
+  test: /^0[0-7]+$/,
+  resolve: (s: string) => Number.parseInt(s, 8),
+};
+
 /** Parse YAML or JSON text (one document) and resolve it. */
 export function loadSpec(text: string, opts: ResolveOptions = {}): ResolvedSpec {
   const src = opts.source ?? 'spec';
   let doc: unknown;
   try {
-    const parsed = YAML.parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+    const parsed = YAML.parseDocument(text, {
+      prettyErrors: false,
+      uniqueKeys: true,
+      customTags: (tags) => [LEADING_ZERO_OCTAL, ...tags],
+    });
     if (parsed.errors.length > 0) {
       const e = parsed.errors[0]!;
       // linePos is only filled with prettyErrors; compute the line from the offset otherwise

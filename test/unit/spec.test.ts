@@ -216,6 +216,13 @@ describe('loadSpec', () => {
     expect(e.message).toMatch(/^spec:4: /);
   });
 
+  it('reads an unquoted YAML mode with a leading zero as octal (0400 is not decimal 400)', () => {
+    const yaml = `${YAML.stringify(base)}output: { defaultMode: 0640 }\nsecrets:\n  db: { ref: 'a:b', mode: 0400 }\n  x: { ref: 'a:c', mode: "440" }\n`;
+    const r = loadSpec(yaml);
+    expect(r.output.defaultMode).toBe(0o640);
+    expect(r.secrets.map((s) => s.mode)).toEqual([0o400, 0o440]);
+  });
+
   it('relative output dirs resolve against baseDir', () => {
     const r = loadSpec(YAML.stringify(spec({ output: { dir: './.sidekey' } })), {
       baseDir: '/home/dev/proj',
