@@ -1,29 +1,35 @@
 {{/*
-The webhook config file, following webhook/config.ts. Empty backend settings are left out so that
-the webhook's own defaults apply.
+The webhook config file; its schema is webhook/config.ts (strict: unknown fields are refused). Empty
+backend settings are left out so that the webhook's own defaults apply.
 */}}
 {{- define "sidekey.webhookConfig" -}}
 {{- $agent := .Values.agent }}
-{{- $vault := dict }}
-{{- range $k, $v := .Values.backends.vault }}{{ if $v }}{{ $_ := set $vault $k $v }}{{ end }}{{ end }}
-{{- $aws := dict }}
-{{- range $k, $v := .Values.backends.aws }}{{ if $v }}{{ $_ := set $aws $k $v }}{{ end }}{{ end }}
 {{- $backends := dict }}
-{{- if $vault }}{{ $_ := set $backends "vault" $vault }}{{ end }}
-{{- if $aws }}{{ $_ := set $backends "aws" $aws }}{{ end }}
+{{- range $backend, $settings := .Values.backends }}
+{{- $set := dict }}
+{{- range $k, $v := $settings }}{{ if $v }}{{ $_ := set $set $k $v }}{{ end }}{{ end }}
+{{- if $set }}{{ $_ := set $backends $backend $set }}{{ end }}
+{{- end }}
+{{- $excluded := list "kube-system" .Release.Namespace }}
+{{- range .Values.webhook.namespaceSelector.excludeNamespaces }}{{ $excluded = append $excluded . }}{{ end }}
 {{- $cfg := dict
-  "apiVersion" "sidekey.io/v1"
-  "kind" "WebhookConfig"
   "agent" (dict
     "image" (default (include "sidekey.image" .) $agent.image)
-    "imagePullPolicy" $agent.imagePullPolicy
-    "mode" $agent.mode
-    "refresh" $agent.refresh
-    "tmpfsSize" $agent.tmpfsSize
-    "mountPath" $agent.mountPath
+    "pullPolicy" $agent.pullPolicy
+    "resources" $agent.resources
     "runAsUser" $agent.runAsUser
-    "resources" $agent.resources)
+    "runAsGroup" $agent.runAsGroup)
+  "defaultMode" $agent.mode
+  "defaultRefresh" $agent.refresh
+  "defaultOnChange" $agent.onChange
+  "mountPath" $agent.mountPath
+  "tmpfsSize" $agent.tmpfsSize
+  "nativeSidecars" $agent.nativeSidecars
+  "onInvalidAnnotations" .Values.onInvalidAnnotations
+  "excludedNamespaces" ($excluded | uniq)
   "backends" $backends
+  "logLevel" .Values.logLevel
 }}
+{{- with .Values.kubernetesVersion }}{{ $_ := set $cfg "kubernetesVersion" . }}{{ end }}
 {{- toYaml $cfg }}
 {{- end }}
