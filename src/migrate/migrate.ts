@@ -234,7 +234,8 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
         if (!isRecord(ef) || !isRecord(ef.secretRef)) return;
         const secret = typeof ef.secretRef.name === 'string' ? ef.secretRef.name : '';
         const prefix = typeof ef.prefix === 'string' ? ef.prefix : '';
-        const keys = secretKeys.get(secretId(w.namespace, secret)) ?? secretKeys.get(secretId(ns, secret));
+        const keys =
+          secretKeys.get(secretId(w.namespace, secret)) ?? secretKeys.get(secretId(ns ?? 'default', secret));
         if (!keys) {
           note(
             'warn',

@@ -1,0 +1,167 @@
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { SkError } from '../errors.js';
+import { formatNotes, migrateManifests, renderRbac, unifiedDiff } from './migrate.js';
+import { CONFIDENCES, type Confidence, failsAt, formatJson, formatTable, scanWorkloads } from './scan.js';
+import {
+  findWorkloads,
+  isRecord,
+  type ManifestSet,
+  parseManifests,
+  secretId,
+  type Workload,
+} from './workloads.js';
+
+/**
+ * The `sidekey scan` / `sidekey migrate` commands: reading inputs (files, directories, stdin, the
+ * cluster), printing, exit codes. The logic lives in scan.ts / migrate.ts.
+ */
+
+/** Exit code of `scan --fail-on` when a finding is at or above the level (distinct from errors). */
+export const EXIT_FINDINGS = 3;
+
+export interface CliIo {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  readStdin(): string;
+}
+
+const MANIFEST_EXT = /\.(ya?ml|json)$/i;
+
+/** Files to read for `-f`: a file, `-` (stdin), or every *.yaml/*.yml/*.json under a directory, sorted. */
+function inputFiles(f: string): string[] {
+  if (f === '-') return ['-'];
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(f);
+  } catch {
+    throw new SkError('SK_ERR_CLI_USAGE', `-f ${f}: no such file or directory`, { where: '-f' });
+  }
+  if (!st.isDirectory()) return [f];
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.name.startsWith('.')) continue;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (MANIFEST_EXT.test(e.name)) out.push(p);
+    }
+  };
+  walk(f);
+  return out;
+}
+
+function readInput(file: string, io: CliIo): ManifestSet {
+  const text = file === '-' ? io.readStdin() : readFileSync(file, 'utf8');
+  return parseManifests(text, file === '-' ? 'stdin' : file);
+}
+
+export interface ScanOptions {
+  file?: string;
+  namespace?: string;
+  allNamespaces?: boolean;
+  output?: string;
+  failOn?: string;
+}
+
+/** `sidekey scan`; returns the exit code. */
+export async function runScan(opts: ScanOptions, io: CliIo): Promise<number> {
+  const output = opts.output ?? 'table';
+  if (output !== 'table' && output !== 'json') {
+    throw new SkError('SK_ERR_CLI_USAGE', `-o ${output}: use table or json`, { where: '-o' });
+  }
+  if (opts.failOn !== undefined && !(CONFIDENCES as readonly string[]).includes(opts.failOn)) {
+    throw new SkError('SK_ERR_CLI_USAGE', `--fail-on ${opts.failOn}: use high, medium or low`, {
+      where: '--fail-on',
+    });
+  }
+  if (opts.namespace && opts.allNamespaces) {
+    throw new SkError('SK_ERR_CLI_USAGE', '-n and -A exclude each other', { where: '-n' });
+  }
+  let workloads: Workload[];
+  if (opts.file !== undefined) {
+    workloads = inputFiles(opts.file).flatMap((f) => findWorkloads(readInput(f, io)));
+  } else {
+    const { listClusterWorkloads } = await import('./cluster.js');
+    workloads = findWorkloads(
+      await listClusterWorkloads({ namespace: opts.namespace, all: opts.allNamespaces }),
+    );
+  }
+  const report = scanWorkloads(workloads);
+  io.stdout(output === 'json' ? formatJson(report) : formatTable(report));
+  if (opts.failOn && failsAt(report, opts.failOn as Confidence)) {
+    io.stderr(`scan: findings at or above "${opts.failOn}" (--fail-on)\n`);
+    return EXIT_FINDINGS;
+  }
+  return 0;
+}
+
+export interface MigrateCliOptions {
+  file: string;
+  to?: string;
+  dryRun?: boolean;
+  output?: string;
+  namespace?: string;
+  cluster?: boolean;
+  rbacOut?: string;
+}
+
+/** `sidekey migrate`; returns the exit code. */
+export async function runMigrate(opts: MigrateCliOptions, io: CliIo): Promise<number> {
+  if (opts.file !== '-' && statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new SkError('SK_ERR_CLI_USAGE', `-f ${opts.file}: give one file (or -), not a directory`, {
+      where: '-f',
+    });
+  }
+  const [file] = inputFiles(opts.file);
+  const set = readInput(file ?? opts.file, io);
+  let secretKeys: Map<string, string[]> | undefined;
+  if (opts.cluster) {
+    const { readSecretKeys } = await import('./cluster.js');
+    secretKeys = await readSecretKeys(envFromSecrets(set, opts.namespace));
+  }
+  const r = migrateManifests(set, { to: opts.to, namespace: opts.namespace, secretKeys });
+
+  if (opts.dryRun) {
+    io.stdout(unifiedDiff(set.source, set.text, r.output));
+  } else if (opts.output) {
+    writeFileSync(opts.output, r.output);
+  } else {
+    io.stdout(r.output);
+  }
+  io.stderr(formatNotes(r.notes));
+  io.stderr(
+    `migrate: ${r.migrated.length} env var(s) moved to sidekey annotations${opts.dryRun ? ' (dry run, nothing written)' : ''}\n`,
+  );
+  if (r.rbac.length > 0) {
+    const rbac = renderRbac(r.rbac);
+    if (opts.rbacOut) {
+      writeFileSync(opts.rbacOut, rbac);
+      io.stderr(`migrate: RBAC for the k8s: refs written to ${opts.rbacOut}\n`);
+    } else {
+      io.stderr(
+        `# RBAC the service accounts need for their k8s: refs (save with --rbac-out, then kubectl apply -f):\n${rbac}`,
+      );
+    }
+  }
+  return 0;
+}
+
+/** `namespace/name` of every Secret used through envFrom whose keys the input does not show. */
+function envFromSecrets(
+  set: ManifestSet,
+  defaultNs: string | undefined,
+): Array<{ namespace: string; name: string }> {
+  const out = new Map<string, { namespace: string; name: string }>();
+  for (const w of findWorkloads(set)) {
+    for (const c of w.containers) {
+      const list = Array.isArray(c.container.envFrom) ? c.container.envFrom : [];
+      for (const ef of list) {
+        if (!isRecord(ef) || !isRecord(ef.secretRef) || typeof ef.secretRef.name !== 'string') continue;
+        const namespace = w.namespace ?? defaultNs ?? 'default';
+        out.set(secretId(namespace, ef.secretRef.name), { namespace, name: ef.secretRef.name });
+      }
+    }
+  }
+  return [...out.values()];
+}
