@@ -32,7 +32,7 @@ function base(name: string, args: string[], plan: Plan, d: ClusterDefaults): Con
   return {
     name,
     image: d.agent.image,
-    imagePullPolicy: d.agent.pullPolicy,
+    imagePullPolicy: d.agent.imagePullPolicy,
     command: [...d.agent.command, 'agent', ...args],
     env: [{ name: SPEC_ENV, value: JSON.stringify(plan.spec) }, ...plan.agentEnv.map((e) => ({ ...e }))],
     resources,

@@ -44,60 +44,76 @@ const mountPath = z.string().refine((v) => {
 
 const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional() }).strict();
 
+const AGENT_DEFAULTS = {
+  image: 'ghcr.io/sidekey/sidekey:0.1.0',
+  imagePullPolicy: 'IfNotPresent',
+  command: ['sidekey'],
+  mode: 'auto',
+  refresh: '5m',
+  onChange: 'none',
+  tmpfsSize: '4Mi',
+  mountPath: '/run/sidekey',
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+} as const;
+
+const onChange = z.string().refine((v) => {
+  try {
+    parseOnChange(v, 'onChange');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be signal:<SIG>[@process], http:<url>, exec:<command> or none');
+
 export const webhookConfigSchema = z
   .object({
+    /** Optional document header; when present it must be `sidekey.io/v1` / `WebhookConfig`. */
+    apiVersion: z.literal('sidekey.io/v1').optional(),
+    kind: z.literal('WebhookConfig').optional(),
+    /** The injected agent and the defaults pods' annotations override. */
     agent: z
       .object({
         /** The agent image (the sidekey image). */
-        image: z.string().min(1).default('ghcr.io/sidekey/sidekey:0.1.0'),
-        pullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+        image: z.string().min(1).default(AGENT_DEFAULTS.image),
+        imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default(AGENT_DEFAULTS.imagePullPolicy),
         /**
          * How to start sidekey inside the image: the agent container runs `[...command, 'agent', …]`
          * and the startup probe execs `[...command, 'agent', '--probe']`. Default `["sidekey"]`, the
          * binary on the image's PATH.
          */
-        command: z.array(z.string().min(1)).min(1).default(['sidekey']),
-        /** Requests and limits are configured separately; omit one to leave it unset. */
+        command: z
+          .array(z.string().min(1))
+          .min(1)
+          .default([...AGENT_DEFAULTS.command]),
+        /** Injection mode when a pod sets no `sidekey.io/mode`. */
+        mode: z.enum(INJECT_MODES).default(AGENT_DEFAULTS.mode),
+        /** Refresh of every secret when a pod sets no `sidekey.io/refresh`. */
+        refresh: duration.default(AGENT_DEFAULTS.refresh),
+        /** On-change action when a pod sets no `sidekey.io/on-change`. */
+        onChange: onChange.default(AGENT_DEFAULTS.onChange),
+        /** `sizeLimit` of the memory-backed emptyDir (counts against the pod's memory). */
+        tmpfsSize: quantity.default(AGENT_DEFAULTS.tmpfsSize),
+        /** Where secrets appear in app containers when a pod sets no `sidekey.io/mount-path`. */
+        mountPath: mountPath.default(AGENT_DEFAULTS.mountPath),
+        /** uid/gid of the agent when the pod sets none (non-root: the restricted Pod Security Standard). */
+        runAsUser: z.number().int().min(1).default(AGENT_DEFAULTS.runAsUser),
+        runAsGroup: z.number().int().min(0).default(AGENT_DEFAULTS.runAsGroup),
+        /** Requests and limits are configured separately; an omitted one keeps its default. */
         resources: z
           .object({
-            requests: resourceList.default({ cpu: '10m', memory: '32Mi' }),
-            limits: resourceList.default({ memory: '64Mi' }),
+            requests: resourceList.default({ ...AGENT_DEFAULTS.resources.requests }),
+            limits: resourceList.default({ ...AGENT_DEFAULTS.resources.limits }),
           })
           .strict()
-          .default({ requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } }),
-        /** uid/gid of the agent when the pod sets none (non-root: the restricted Pod Security Standard). */
-        runAsUser: z.number().int().min(1).default(65532),
-        runAsGroup: z.number().int().min(0).default(65532),
+          .default({
+            requests: { ...AGENT_DEFAULTS.resources.requests },
+            limits: { ...AGENT_DEFAULTS.resources.limits },
+          }),
       })
       .strict()
-      .default({
-        image: 'ghcr.io/sidekey/sidekey:0.1.0',
-        pullPolicy: 'IfNotPresent',
-        command: ['sidekey'],
-        resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
-        runAsUser: 65532,
-        runAsGroup: 65532,
-      }),
-    /** Default injection mode when a pod sets no `sidekey.io/mode`. */
-    defaultMode: z.enum(INJECT_MODES).default('auto'),
-    /** Default refresh of every secret when a pod sets no `sidekey.io/refresh`. */
-    defaultRefresh: duration.default('5m'),
-    /** Default on-change action. */
-    defaultOnChange: z
-      .string()
-      .refine((v) => {
-        try {
-          parseOnChange(v, 'defaultOnChange');
-          return true;
-        } catch {
-          return false;
-        }
-      }, 'must be signal:<SIG>[@process], http:<url>, exec:<command> or none')
-      .default('none'),
-    /** Where secrets appear in app containers when a pod sets no `sidekey.io/mount-path`. */
-    mountPath: mountPath.default('/run/sidekey'),
-    /** `sizeLimit` of the memory-backed emptyDir (counts against the pod's memory). */
-    tmpfsSize: quantity.default('4Mi'),
+      .default(structuredClone(AGENT_DEFAULTS) as never),
     /**
      * Whether the cluster runs native sidecars (init containers with `restartPolicy: Always`, on by
      * default since Kubernetes 1.29). `auto` decides from `kubernetesVersion`, or from the API
@@ -111,7 +127,7 @@ export const webhookConfigSchema = z
       .optional(),
     /**
      * What a pod with invalid annotations gets: `deny` (admission refused with the SK_ERR code and
-     * the annotation) or `allow-without-injection` (admitted unchanged, reason logged and counted).
+     * the annotation) or `allow-without-injection` (admitted unchanged, with a warning; counted).
      */
     onInvalidAnnotations: z.enum(['deny', 'allow-without-injection']).default('deny'),
     /** Namespaces never mutated; the webhook's own namespace (POD_NAMESPACE) is always added. */
@@ -145,8 +161,8 @@ export const webhookConfigSchema = z
       })
       .strict()
       .default({}),
-    /** Log level of the webhook (pino). */
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Log level (pino); `SIDEKEY_LOG_LEVEL` wins when set. Default `info`. */
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })
   .strict();
 
@@ -174,7 +190,7 @@ export function parseWebhookConfig(
   opts: { source?: string; ownNamespace?: string } = {},
 ): WebhookConfig {
   const src = opts.source ?? 'webhook config';
-  const r = webhookConfigSchema.safeParse(doc ?? {});
+  const r = webhookConfigSchema.safeParse(dropNulls(doc) ?? {});
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const at = issue.path.map(String).join('.') || '(root)';
@@ -232,4 +248,15 @@ export function nativeSidecarsEnabled(config: WebhookConfig, discoveredVersion?:
   const major = Number(m[1]);
   const minor = Number(m[2]);
   return major > 1 || (major === 1 && minor >= NATIVE_SIDECAR_MIN_MINOR);
+}
+
+/** Helm renders unset values as `null`; treat them as absent so the defaults apply. */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== null && x !== undefined) out[k] = dropNulls(x);
+    return out;
+  }
+  return v;
 }

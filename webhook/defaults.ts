@@ -14,7 +14,7 @@ export interface ClusterDefaults {
   readonly resources: WebhookConfig['agent']['resources'];
   readonly runAsUser: number;
   readonly runAsGroup: number;
-  readonly agent: Pick<WebhookConfig['agent'], 'image' | 'pullPolicy' | 'command'>;
+  readonly agent: Pick<WebhookConfig['agent'], 'image' | 'imagePullPolicy' | 'command'>;
 }
 
 /**
@@ -29,18 +29,22 @@ export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean):
     backends.aws = { ...config.backends.aws };
   return Object.freeze({
     spec: Object.freeze({
-      mountPath: config.mountPath,
-      refresh: config.defaultRefresh,
-      onChange: config.defaultOnChange,
+      mountPath: config.agent.mountPath,
+      refresh: config.agent.refresh,
+      onChange: config.agent.onChange,
       backends,
     }),
-    mode: config.defaultMode,
+    mode: config.agent.mode,
     nativeSidecars,
     nativeForbidden: config.nativeSidecars === false,
-    tmpfsSize: config.tmpfsSize,
+    tmpfsSize: config.agent.tmpfsSize,
     resources: config.agent.resources,
     runAsUser: config.agent.runAsUser,
     runAsGroup: config.agent.runAsGroup,
-    agent: { image: config.agent.image, pullPolicy: config.agent.pullPolicy, command: config.agent.command },
+    agent: {
+      image: config.agent.image,
+      imagePullPolicy: config.agent.imagePullPolicy,
+      command: config.agent.command,
+    },
   });
 }

@@ -92,8 +92,11 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
       ms: Math.round(ms * 100) / 100,
     };
     if (o.kind === 'inject') log.info({ ...fields, mode: o.mode, ops: o.patch.length }, 'injected');
-    else if (o.kind === 'skip') log.debug({ ...fields, reason: o.reason }, 'skipped');
-    else
+    else if (o.kind === 'skip') {
+      // Pods that did not opt in are the bulk and say nothing; every other skip is worth a line.
+      if (o.reason === 'not-opted-in') log.debug({ ...fields, reason: o.reason }, 'skipped');
+      else log.info({ ...fields, reason: o.reason }, 'skipped');
+    } else
       log.info(
         { ...fields, code: o.error.code, where: o.error.where, allowed: r.allowedInvalid },
         o.error.message,
@@ -138,7 +141,12 @@ export interface RunningServer {
  */
 export async function serve(o: ServeOptions): Promise<RunningServer> {
   const config = loadWebhookConfig(o.configFile);
-  const log = o.logger ?? createLogger({ name: 'sidekey-webhook', level: config.logLevel });
+  const log =
+    o.logger ??
+    createLogger({
+      name: 'sidekey-webhook',
+      level: process.env.SIDEKEY_LOG_LEVEL ?? config.logLevel ?? 'info',
+    });
   let discovered: string | undefined;
   if (config.nativeSidecars === 'auto' && !config.kubernetesVersion) {
     discovered = await discoverKubernetesVersion(log);

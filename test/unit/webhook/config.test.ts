@@ -13,9 +13,10 @@ describe('webhook config', () => {
       requests: { cpu: '10m', memory: '32Mi' },
       limits: { memory: '64Mi' },
     });
-    expect(c.defaultMode).toBe('auto');
-    expect(c.mountPath).toBe('/run/sidekey');
-    expect(c.tmpfsSize).toBe('4Mi');
+    expect(c.agent.mode).toBe('auto');
+    expect(c.agent.mountPath).toBe('/run/sidekey');
+    expect(c.agent.tmpfsSize).toBe('4Mi');
+    expect(c.agent.refresh).toBe('5m');
     expect(c.onInvalidAnnotations).toBe('deny');
     expect(c.excluded).toEqual(['kube-system', 'kube-public', 'sidekey-system']);
     expect(Object.isFrozen(c)).toBe(true);
@@ -34,7 +35,7 @@ describe('webhook config', () => {
     expect(c.agent.resources.limits).toEqual({ cpu: '200m' });
     expect(c.agent.resources.requests).toEqual({ cpu: '10m', memory: '32Mi' });
     expect(c.backends.vault?.role).toBe('app');
-    writeFileSync(f, 'tmpfsSize: huge\n');
+    writeFileSync(f, 'agent:\n  tmpfsSize: huge\n');
     const e = (() => {
       try {
         loadWebhookConfig(f, {});
@@ -43,9 +44,31 @@ describe('webhook config', () => {
       }
     })();
     expect(e?.code).toBe('SK_ERR_WEBHOOK_CONFIG');
-    expect(e?.message).toContain('tmpfsSize');
+    expect(e?.message).toContain('agent.tmpfsSize');
     writeFileSync(f, 'bogus: 1\n');
     expect(() => loadWebhookConfig(f, {})).toThrow(/unknown field\(s\) bogus/);
+  });
+
+  it('reads the document the Helm chart renders (header, agent defaults, nulls for unset values)', () => {
+    const c = parseWebhookConfig({
+      apiVersion: 'sidekey.io/v1',
+      kind: 'WebhookConfig',
+      agent: {
+        image: 'ghcr.io/sidekey/sidekey:0.1.0',
+        imagePullPolicy: 'IfNotPresent',
+        mode: 'auto',
+        refresh: '5m',
+        tmpfsSize: '4Mi',
+        mountPath: '/run/sidekey',
+        runAsUser: 65532,
+        resources: { requests: { cpu: '5m', memory: '32Mi' }, limits: { memory: '96Mi' } },
+        onChange: null,
+      },
+      backends: { vault: { addr: 'https://vault:8200', role: 'app' } },
+    });
+    expect(c.agent.resources.limits).toEqual({ memory: '96Mi' });
+    expect(c.agent.onChange).toBe('none');
+    expect(() => parseWebhookConfig({ kind: 'SecretSpec' })).toThrow(/kind/);
   });
 
   it('native sidecars: explicit, or from the version (>= 1.29), else classic', () => {
