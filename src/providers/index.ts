@@ -1,3 +1,4 @@
+import { awsProvider } from './aws.js';
 import { fileProvider } from './file.js';
 import { k8sProvider } from './k8s.js';
 import { ProviderRegistry } from './registry.js';
@@ -12,6 +13,7 @@ export function defaultRegistry(): ProviderRegistry {
   // one line per provider:
   r.register(fileProvider);
   r.register(vaultProvider);
+  r.register(awsProvider);
   r.register(k8sProvider);
   return r;
 }

@@ -8,6 +8,7 @@ export interface OpenBao {
   readonly addr: string;
   readonly rootToken: string;
   /** Call the HTTP API as root (or with `token`); returns the parsed JSON body (or null for 204). */
+  // biome-ignore lint/suspicious/noExplicitAny: test helper over arbitrary Vault API JSON
   api(method: string, apiPath: string, body?: unknown, token?: string): Promise<any>;
   stop(): Promise<void>;
   proc: Proc;

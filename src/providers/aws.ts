@@ -1,0 +1,378 @@
+import {
+  BatchGetSecretValueCommand,
+  GetSecretValueCommand,
+  type GetSecretValueCommandInput,
+  SecretsManagerClient,
+  type SecretsManagerClientConfig,
+} from '@aws-sdk/client-secrets-manager';
+import { type ErrorCode, SkError } from '../errors.js';
+import type { SecretRef } from '../refs.js';
+import type { AwsSettings, Backends } from '../spec.js';
+import type { FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
+
+/**
+ * The `aws:` provider (AWS Secrets Manager, @aws-sdk/client-secrets-manager):
+ * `aws:<name or ARN>[?stage=AWSPREVIOUS | ?version=<VersionId>][#key]`.
+ *
+ * - Credentials: the SDK's default chain (env, web identity / IRSA, EKS Pod Identity, SSO/profile,
+ *   container and instance metadata). Region: `backends.aws.region`, else the SDK's (AWS_REGION,
+ *   profile). Endpoint: `backends.aws.endpoint`, else AWS_ENDPOINT_URL_SECRETS_MANAGER /
+ *   AWS_ENDPOINT_URL (as the SDK itself honours them).
+ * - `SecretString` and `SecretBinary` become bytes; `#key` into a JSON SecretString is the caller's
+ *   selectKey. The version is the VersionId, so an unchanged secret is never rewritten.
+ * - {@link AwsProvider.fetchMany} reads up to 20 secrets per BatchGetSecretValue call; refs with
+ *   `?stage=`/`?version=` (which the batch call cannot express) and ids the batch did not answer are
+ *   read one by one. When the IAM policy does not allow `secretsmanager:BatchGetSecretValue`, the
+ *   provider says so once and reads one by one from then on.
+ * - Throttling and 5xx: the SDK's standard retry mode (exponential backoff with full jitter),
+ *   bounded by {@link AWS_MAX_ATTEMPTS}.
+ */
+
+/** BatchGetSecretValue takes at most this many ids per call. */
+export const AWS_BATCH_MAX = 20;
+/** Attempts per call (1 + retries) for throttling, 5xx and network errors. */
+export const AWS_MAX_ATTEMPTS = 4;
+/** Per-request timeout. */
+export const AWS_REQUEST_TIMEOUT_MS = 10_000;
+
+const NAME_RE = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const ARN_RE = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$/;
+const VERSION_ID_RE = /^[A-Za-z0-9-]{32,64}$/;
+const STAGE_RE = /^[A-Za-z0-9_.-]{1,256}$/;
+
+export const awsProvider: ProviderFactory = {
+  name: 'aws',
+  validateRef(ref: SecretRef, where: string): void {
+    const fail = (why: string): never => {
+      throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${ref.raw}" ${why}`, { where });
+    };
+    const id = ref.locator;
+    if (id.startsWith('arn:')) {
+      if (!ARN_RE.test(id))
+        fail('is not a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)');
+    } else if (!NAME_RE.test(id)) {
+      fail('is not a Secrets Manager name (letters, digits and /_+=.@-, at most 512)');
+    }
+    for (const [k, v] of Object.entries(ref.options)) {
+      if (k === 'stage') {
+        if (!STAGE_RE.test(v)) fail(`has ?stage=${v}; a staging label is like AWSCURRENT or AWSPREVIOUS`);
+      } else if (k === 'version') {
+        if (!VERSION_ID_RE.test(v)) fail(`has ?version=${v}; a VersionId is a UUID`);
+      } else {
+        fail(`has an unknown option "${k}" (aws: accepts ?stage=<label> or ?version=<VersionId>)`);
+      }
+    }
+  },
+  create(backends: Backends): Provider {
+    return new AwsProvider(backends.aws ?? {});
+  },
+};
+
+/** Test seams. */
+export interface AwsProviderOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Extra SDK client settings (tests: credentials, maxAttempts). */
+  clientConfig?: Partial<SecretsManagerClientConfig>;
+}
+
+/** The AWS Secrets Manager provider; one SDK client per agent. */
+export class AwsProvider implements Provider {
+  readonly name = 'aws';
+  readonly #client: SecretsManagerClient;
+  #batchDenied = false;
+  /** Calls sent (each attempt counts), by operation: for tests and the bench. */
+  readonly stats = { requests: 0, byOperation: {} as Record<string, number> };
+
+  constructor(settings: Readonly<AwsSettings>, opts: AwsProviderOptions = {}) {
+    const env = opts.env ?? process.env;
+    const endpoint = settings.endpoint ?? env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? env.AWS_ENDPOINT_URL;
+    if (endpoint !== undefined) {
+      try {
+        new URL(endpoint);
+      } catch {
+        throw new SkError('SK_ERR_BACKEND_CONFIG', `backends.aws.endpoint: "${endpoint}" is not a URL`, {
+          where: 'backends.aws.endpoint',
+        });
+      }
+    }
+    this.#client = new SecretsManagerClient({
+      ...(settings.region ? { region: settings.region } : {}),
+      ...(endpoint ? { endpoint } : {}),
+      maxAttempts: AWS_MAX_ATTEMPTS,
+      retryMode: 'standard',
+      requestHandler: { requestTimeout: AWS_REQUEST_TIMEOUT_MS, connectionTimeout: 5000 },
+      ...opts.clientConfig,
+    });
+    // Count every attempt that goes on the wire (inside the retry loop).
+    this.#client.middlewareStack.add(
+      (next, context) => async (args) => {
+        this.stats.requests++;
+        const op = (context.commandName ?? 'unknown').replace(/Command$/, '');
+        this.stats.byOperation[op] = (this.stats.byOperation[op] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'deserialize', name: 'sidekeyCountRequests' },
+    );
+  }
+
+  async fetch(ref: SecretRef, ctx: ProviderContext): Promise<FetchResult> {
+    awsProvider.validateRef(ref, ref.raw);
+    const input: GetSecretValueCommandInput = { SecretId: ref.locator };
+    if (ref.options.stage) input.VersionStage = ref.options.stage;
+    if (ref.options.version) input.VersionId = ref.options.version;
+    let out: SecretFields;
+    try {
+      out = await this.#client.send(new GetSecretValueCommand(input), { abortSignal: ctx.signal });
+    } catch (e) {
+      throw mapAwsError(e, 'GetSecretValue', ref);
+    }
+    return toResult(ref, out, 'GetSecretValue');
+  }
+
+  async fetchMany(refs: readonly SecretRef[], ctx: ProviderContext): Promise<Array<FetchResult | SkError>> {
+    const results: Array<FetchResult | SkError | undefined> = new Array(refs.length);
+    const single: number[] = [];
+    const byId = new Map<string, number[]>();
+    refs.forEach((ref, i) => {
+      try {
+        awsProvider.validateRef(ref, ref.raw);
+      } catch (e) {
+        results[i] = e as SkError;
+        return;
+      }
+      if (this.#batchDenied || Object.keys(ref.options).length > 0) {
+        single.push(i);
+        return;
+      }
+      const list = byId.get(ref.locator);
+      if (list) list.push(i);
+      else byId.set(ref.locator, [i]);
+    });
+
+    const ids = [...byId.keys()];
+    if (ids.length === 1) single.push(...byId.get(ids[0]!)!);
+    else {
+      for (let off = 0; off < ids.length; off += AWS_BATCH_MAX) {
+        const chunk = ids.slice(off, off + AWS_BATCH_MAX);
+        const unanswered = await this.#batch(chunk, byId, refs, results, ctx);
+        for (const id of unanswered) single.push(...byId.get(id)!);
+      }
+    }
+
+    await Promise.all(
+      single.map(async (i) => {
+        try {
+          results[i] = await this.fetch(refs[i]!, ctx);
+        } catch (e) {
+          results[i] = e instanceof SkError ? e : mapAwsError(e, 'GetSecretValue', refs[i]!);
+        }
+      }),
+    );
+    return results.map(
+      (r, i) =>
+        r ??
+        new SkError('SK_ERR_INTERNAL', `${refs[i]!.raw}: aws fetchMany produced no result`, {
+          where: refs[i]!.raw,
+        }),
+    );
+  }
+
+  /** One BatchGetSecretValue for ≤ 20 ids; fills results; returns the ids it did not answer. */
+  async #batch(
+    chunk: string[],
+    byId: Map<string, number[]>,
+    refs: readonly SecretRef[],
+    results: Array<FetchResult | SkError | undefined>,
+    ctx: ProviderContext,
+  ): Promise<string[]> {
+    const pending = new Set(chunk);
+    let token: string | undefined;
+    // SecretIdList answers page by page only when the values are large; bounded all the same.
+    for (let page = 0; page < chunk.length + 1; page++) {
+      let out: Awaited<ReturnType<typeof this.sendBatch>>;
+      try {
+        out = await this.sendBatch(chunk, token, ctx);
+      } catch (e) {
+        if (isAccessDenied(e)) {
+          // Common: a policy granting GetSecretValue but not BatchGetSecretValue. Read one by one.
+          this.#batchDenied = true;
+          ctx.log.warn(
+            { action: 'secretsmanager:BatchGetSecretValue' },
+            'aws BatchGetSecretValue denied; reading secrets one by one (grant the action to batch)',
+          );
+          return [...pending];
+        }
+        for (const id of pending) {
+          for (const i of byId.get(id)!) results[i] = mapAwsError(e, 'BatchGetSecretValue', refs[i]!);
+        }
+        return [];
+      }
+      for (const entry of out.SecretValues ?? []) {
+        const id = [...pending].find((x) => matches(x, entry.Name, entry.ARN));
+        if (id === undefined) continue;
+        pending.delete(id);
+        for (const i of byId.get(id)!) {
+          try {
+            results[i] = toResult(refs[i]!, entry, 'BatchGetSecretValue');
+          } catch (err) {
+            results[i] = err as SkError;
+          }
+        }
+      }
+      for (const err of out.Errors ?? []) {
+        const id = err.SecretId !== undefined && pending.has(err.SecretId) ? err.SecretId : undefined;
+        if (id === undefined) continue;
+        pending.delete(id);
+        for (const i of byId.get(id)!) {
+          results[i] = mapAwsError({ name: err.ErrorCode ?? 'Unknown' }, 'BatchGetSecretValue', refs[i]!);
+        }
+      }
+      token = out.NextToken;
+      if (!token || pending.size === 0) break;
+    }
+    return [...pending];
+  }
+
+  /** @internal */
+  sendBatch(chunk: string[], token: string | undefined, ctx: ProviderContext) {
+    return this.#client.send(
+      new BatchGetSecretValueCommand({ SecretIdList: chunk, ...(token ? { NextToken: token } : {}) }),
+      { abortSignal: ctx.signal },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#client.destroy();
+  }
+}
+
+interface SecretFields {
+  VersionId?: string | undefined;
+  SecretString?: string | undefined;
+  SecretBinary?: Uint8Array | undefined;
+}
+
+function toResult(ref: SecretRef, out: SecretFields, op: string): FetchResult {
+  const version = out.VersionId;
+  if (!version) {
+    throw new SkError(
+      'SK_ERR_BACKEND_RESPONSE',
+      `${ref.raw}: aws ${op} ${ref.locator}: answer without VersionId`,
+      {
+        where: ref.raw,
+      },
+    );
+  }
+  if (typeof out.SecretString === 'string') {
+    return { value: { kind: 'bytes', bytes: Buffer.from(out.SecretString, 'utf8') }, version };
+  }
+  if (out.SecretBinary instanceof Uint8Array) {
+    return { value: { kind: 'bytes', bytes: Buffer.from(out.SecretBinary) }, version };
+  }
+  throw new SkError(
+    'SK_ERR_BACKEND_RESPONSE',
+    `${ref.raw}: aws ${op} ${ref.locator}: the secret has neither SecretString nor SecretBinary`,
+    { where: ref.raw },
+  );
+}
+
+/** Does a batch answer entry (Name, ARN) answer the id we asked for (name, full or partial ARN)? */
+function matches(id: string, name: string | undefined, arn: string | undefined): boolean {
+  if (id === name || id === arn) return true;
+  // A partial ARN (without the random 6-character suffix) names the secret too.
+  return (
+    id.startsWith('arn:') && arn !== undefined && arn.startsWith(`${id}-`) && arn.length === id.length + 7
+  );
+}
+
+function errName(e: unknown): string {
+  const err = e as { name?: unknown; Code?: unknown; code?: unknown } | null;
+  if (typeof err?.name === 'string' && err.name !== 'Error') return err.name;
+  if (typeof err?.Code === 'string') return err.Code;
+  if (typeof err?.code === 'string') return err.code;
+  return 'Error';
+}
+
+function isAccessDenied(e: unknown): boolean {
+  const name = errName(e);
+  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return (
+    name === 'AccessDeniedException' || name === 'AccessDenied' || (status === 403 && !AUTH_ERRORS.has(name))
+  );
+}
+
+const AUTH_ERRORS = new Set([
+  'CredentialsProviderError',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'ExpiredTokenException',
+  'ExpiredToken',
+  'InvalidSignatureException',
+  'SignatureDoesNotMatch',
+  'IncompleteSignature',
+  'MissingAuthenticationToken',
+]);
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+]);
+
+/**
+ * Map an SDK error (or a batch entry's ErrorCode) to a typed SkError naming the ref and the AWS call.
+ * Messages are built here, not copied from AWS: no request ids, no credentials.
+ */
+export function mapAwsError(e: unknown, op: string, ref: SecretRef): SkError {
+  if (e instanceof SkError) return e;
+  const name = errName(e);
+  const at = `${ref.raw}: aws ${op} ${ref.locator}`;
+  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  let code: ErrorCode;
+  let why: string;
+  if (name === 'ResourceNotFoundException') {
+    code = 'SK_ERR_SOURCE_NOT_FOUND';
+    why =
+      ref.options.stage || ref.options.version ? 'secret or requested version not found' : 'secret not found';
+  } else if (isAccessDenied(e)) {
+    code = 'SK_ERR_BACKEND_DENIED';
+    why = `access denied: the role needs secretsmanager:${op} on this secret`;
+  } else if (name === 'DecryptionFailure') {
+    code = 'SK_ERR_BACKEND_DENIED';
+    why = "cannot decrypt the secret: the role needs kms:Decrypt on the secret's KMS key";
+  } else if (AUTH_ERRORS.has(name)) {
+    code = 'SK_ERR_BACKEND_AUTH';
+    why =
+      name === 'CredentialsProviderError'
+        ? 'no AWS credentials (default chain: env, web identity/IRSA, EKS Pod Identity, profile, metadata)'
+        : `AWS rejected the credentials (${name})`;
+  } else if (name === 'ThrottlingException' || name === 'TooManyRequestsException') {
+    code = 'SK_ERR_BACKEND_UNAVAILABLE';
+    why = `throttled after ${AWS_MAX_ATTEMPTS} attempts with backoff`;
+  } else if (name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
+    code = 'SK_ERR_BACKEND_UNAVAILABLE';
+    why = `AWS answered ${name}${status ? ` (${status})` : ''} after ${AWS_MAX_ATTEMPTS} attempts`;
+  } else if (NETWORK_CODES.has(name) || name === 'TimeoutError' || name === 'RequestTimeout') {
+    code = 'SK_ERR_BACKEND_UNAVAILABLE';
+    why = `unreachable (${name})`;
+  } else if (name === 'AbortError') {
+    code = 'SK_ERR_BACKEND_UNAVAILABLE';
+    why = 'aborted';
+  } else if (/region is missing/i.test(String((e as Error | null)?.message ?? ''))) {
+    code = 'SK_ERR_BACKEND_CONFIG';
+    why = 'no region: set backends.aws.region or AWS_REGION';
+  } else if (name === 'InvalidRequestException') {
+    code = 'SK_ERR_SOURCE_UNREADABLE';
+    why = 'the secret cannot be read now (scheduled for deletion, or disabled)';
+  } else if (name === 'InvalidParameterException' || name === 'ValidationException') {
+    code = 'SK_ERR_BACKEND_RESPONSE';
+    why = `AWS refused the request (${name})`;
+  } else {
+    code = 'SK_ERR_BACKEND_RESPONSE';
+    why = `unexpected error ${name}`;
+  }
+  return new SkError(code, `${at}: ${why}`, { where: ref.raw });
+}
