@@ -19,7 +19,7 @@ import {
  * `sidekey migrate`: rewrite manifests from env-var secrets to sidekey annotations.
  *
  * For every workload's pod template:
- * 1. each `valueFrom.secretKeyRef` env var `VAR` becomes `sidekey.io/secret-<name>: <ref>` +
+ * 1. each `valueFrom.secretKeyRef` env var `VAR` of an app container becomes `sidekey.io/secret-<name>: <ref>` +
  *    `sidekey.io/env-<name>: VAR` and the env var is removed (the webhook then gives the app
  *    `VAR_FILE`);
  * 2. each `envFrom.secretRef` is expanded per key when the Secret's keys are known (a Secret in the
@@ -77,6 +77,12 @@ export interface MigrateResult {
 }
 
 const DEFAULT_TO = 'k8s:{secret}#{key}';
+/**
+ * The webhook mounts the secrets into app containers only (user init containers run before the files
+ * can be relied on in every mode), so env secrets of init containers stay; say so rather than break them.
+ */
+const INIT_NOTE = (what: string, where: string) =>
+  `${what} in ${where} left as is: sidekey mounts secrets into app containers only; move it by hand if that init container can run after the agent and read a file`;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Annotation names are at most 63 characters; `secret-` takes 7 of them. */
 const MAX_NAME = 63 - SECRET_PREFIX.length;
@@ -207,6 +213,10 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
         if (!isRecord(e) || typeof e.name !== 'string') return;
         const ref =
           isRecord(e.valueFrom) && isRecord(e.valueFrom.secretKeyRef) ? e.valueFrom.secretKeyRef : undefined;
+        if (ref && c.init) {
+          note('warn', INIT_NOTE(e.name, where));
+          return;
+        }
         if (ref) {
           const secret = typeof ref.name === 'string' ? ref.name : '';
           const key = typeof ref.key === 'string' ? ref.key : '';
@@ -234,6 +244,10 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
         if (!isRecord(ef) || !isRecord(ef.secretRef)) return;
         const secret = typeof ef.secretRef.name === 'string' ? ef.secretRef.name : '';
         const prefix = typeof ef.prefix === 'string' ? ef.prefix : '';
+        if (c.init) {
+          note('warn', INIT_NOTE(`envFrom Secret ${secret}`, where));
+          return;
+        }
         const keys =
           secretKeys.get(secretId(w.namespace, secret)) ?? secretKeys.get(secretId(ns ?? 'default', secret));
         if (!keys) {

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
 import { type ErrorCode, SkError } from '../errors.js';
 import type { SecretRef } from '../refs.js';
@@ -14,7 +15,8 @@ import type { ChangeListener, FetchResult, Provider, ProviderContext, ProviderFa
  * - Connection: `backends.k8s.server` (+ `caCert`, `tokenFile`) if given; else the in-cluster config
  *   (service host env + mounted service-account token, re-read as it rotates); else the current
  *   kubeconfig context. `tokenFile` overrides the token in every case.
- * - Namespace: `backends.k8s.namespace`, else the in-cluster namespace file, else the kubeconfig
+ * - Namespace: `backends.k8s.namespace`, else a `namespace` file next to `tokenFile` (the webhook
+ *   projects one), else the in-cluster namespace file, else the kubeconfig
  *   context's namespace, else `default`. Refs cannot name another namespace on purpose: a pod reads
  *   its own namespace's Secrets only.
  * - Value: a map of the Secret's keys, base64-decoded (strings when valid UTF-8, else Buffers);
@@ -148,10 +150,10 @@ class K8sProvider implements Provider {
           },
           tokenUser(s.tokenFile ?? saToken),
         );
-      } else if (process.env.KUBERNETES_SERVICE_HOST && existsSync(saToken)) {
+      } else if (process.env.KUBERNETES_SERVICE_HOST && (s.tokenFile || existsSync(saToken))) {
         kc.loadFromCluster();
         const cluster = kc.getCurrentCluster();
-        if (cluster && (s.tokenFile || s.caCert)) {
+        if (cluster) {
           kc.loadFromClusterAndUser(
             { ...cluster, ...(s.caCert ? { caFile: s.caCert } : {}) },
             tokenUser(s.tokenFile ?? saToken),
@@ -177,7 +179,13 @@ class K8sProvider implements Provider {
       );
     }
     const ctxNs = kc.getContextObject(kc.getCurrentContext())?.namespace;
-    const namespace = s.namespace ?? readIfExists(`${K8S_SA_DIR}/namespace`) ?? ctxNs ?? 'default';
+    // The webhook projects the namespace next to the agent's own token (downward API).
+    const namespace =
+      s.namespace ??
+      (s.tokenFile ? readIfExists(path.join(path.dirname(s.tokenFile), 'namespace')) : undefined) ??
+      readIfExists(`${K8S_SA_DIR}/namespace`) ??
+      ctxNs ??
+      'default';
     return { k8s, kc, api: kc.makeApiClient(k8s.CoreV1Api), namespace };
   }
 

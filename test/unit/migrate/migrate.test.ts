@@ -55,12 +55,16 @@ describe('migrate golden outputs', () => {
 });
 
 describe('migrate behaviour', () => {
-  it('removes every secretKeyRef and expands envFrom when the Secret is in the input', () => {
+  it('removes every secretKeyRef of app containers and expands envFrom when the Secret is in the input', () => {
     const r = migrate(readFixture('api.yaml'), 'api.yaml');
-    for (const { c } of containersOf(r.output)) {
-      expect(JSON.stringify(c)).not.toContain('secretKeyRef');
-      expect(JSON.stringify(c.envFrom ?? [])).not.toContain('secretRef');
+    const w0 = findWorkloads(parseManifests(r.output, 'x'))[0]!;
+    for (const c of w0.containers.filter((x) => !x.init)) {
+      expect(JSON.stringify(c.container)).not.toContain('secretKeyRef');
+      expect(JSON.stringify(c.container.envFrom ?? [])).not.toContain('secretRef');
     }
+    // Init containers do not get the sidekey mount: their env secrets stay, with a note.
+    expect(JSON.stringify(w0.containers.find((x) => x.init)?.container)).toContain('secretKeyRef');
+    expect(formatNotes(r.notes)).toContain('DB_PASSWORD in container migrate-db (init) left as is');
     expect(r.migrated.map((m) => `${m.env}=${m.ref}`)).toEqual([
       'DB_PASSWORD=k8s:payments-db#password',
       'REDIS_TOKEN=k8s:redis-auth#token',
