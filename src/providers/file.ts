@@ -121,17 +121,26 @@ class FileProvider implements Provider {
         }, WATCH_DEBOUNCE_MS),
       );
     };
+    // In a mounted Secret/ConfigMap the visible files are symlinks through `..data`, which the kubelet
+    // swaps atomically: the files themselves never change, so a `..*` entry changing next to a watched
+    // file counts as a change of every watched file in that directory.
+    const filesIn = (dir: string) =>
+      [...fileTargets].filter(([f]) => path.dirname(f) === dir).flatMap(([, refs]) => refs);
+    const fileDirs = new Set([...fileTargets.keys()].map((f) => path.dirname(f)));
+    const isSwapEntry = (p: string) => path.basename(p).startsWith('..') && fileDirs.has(path.dirname(p));
     const watcher = chokidarWatch([...roots], {
       ignoreInitial: true,
       depth: 0,
       awaitWriteFinish: { stabilityThreshold: 40, pollInterval: 10 },
-      ignored: (p: string) => !(roots.has(p) || fileTargets.has(p) || dirTargets.has(path.dirname(p))),
+      ignored: (p: string) =>
+        !(roots.has(p) || fileTargets.has(p) || dirTargets.has(path.dirname(p)) || isSwapEntry(p)),
     });
     watcher.on('all', (event, p) => {
       const hit = [
         ...(fileTargets.get(p) ?? []),
         ...(dirTargets.get(p) ?? []),
         ...(dirTargets.get(path.dirname(p)) ?? []),
+        ...(isSwapEntry(p) ? filesIn(path.dirname(p)) : []),
       ];
       if (hit.length > 0)
         ctx.log.debug({ event, path: p, refs: hit.map((r) => r.raw) }, 'file source changed');

@@ -199,6 +199,37 @@ describe('file provider', () => {
     expect(e.message).toContain(path.join(dir, 'plain/inner.yaml'));
   });
 
+  it('watch reports a file of a mounted Secret when the kubelet swaps ..data', async () => {
+    const d = tmp();
+    const mnt = path.join(d, 'mnt');
+    const version = (n: number, pw: string) => {
+      mkdirSync(path.join(mnt, `..v${n}`), { recursive: true });
+      writeFileSync(path.join(mnt, `..v${n}`, 'password'), pw);
+      symlinkSync(`..v${n}`, path.join(mnt, '..data_tmp'));
+      renameSync(path.join(mnt, '..data_tmp'), path.join(mnt, '..data'));
+    };
+    version(0, 'first');
+    symlinkSync('..data/password', path.join(mnt, 'password'));
+    const q = fileProvider.create({ file: { baseDir: d } });
+    const ref = parseRef('file:mnt/password');
+    const first = await q.fetch(ref, ctx);
+    const seen: string[] = [];
+    const stop = q.watch!([ref], (r) => seen.push(r.raw), ctx);
+    try {
+      const deadline = Date.now() + 10_000;
+      for (let n = 1; seen.length === 0 && Date.now() < deadline; n++) {
+        version(n, `pw-${n}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(seen).toContain('file:mnt/password');
+      const now = await q.fetch(ref, ctx);
+      expect(now.version).not.toBe(first.version);
+      expect(now.value.kind === 'bytes' && now.value.bytes.toString()).toMatch(/^pw-\d+$/);
+    } finally {
+      await stop();
+    }
+  });
+
   it('watch reports a file that appears later and changes in a watched directory', async () => {
     const d = tmp();
     mkdirSync(path.join(d, 'set'));
