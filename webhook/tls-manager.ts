@@ -637,6 +637,7 @@ function errText(e: unknown): string {
   return msg.split('\n')[0]?.slice(0, 200) ?? '';
 }
 
+/** Not unref'd: during bootstrap this wait is the only thing keeping `sidekey webhook` alive. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,7 +1,9 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,6 +13,7 @@ import jsonpatch from 'fast-json-patch';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { SECRET_KEYS, splitPem, TlsManager, type TlsManagerOptions } from '../../webhook/tls-manager.js';
+import { spawnCli } from '../helpers/cli.js';
 
 /**
  * An emulator of the Kubernetes REST API endpoints the TLS manager uses, following the documented
@@ -431,5 +434,62 @@ describe('self-managed webhook TLS (API emulator)', () => {
     });
     // Nothing was stored: a certificate whose CA the API server cannot learn is useless.
     expect(api.get('secrets', NS, 'sidekey-tls')?.data).toBeUndefined();
+  });
+
+  it('`sidekey webhook --tls-self-managed` bootstraps its certificate, then serves HTTPS trusted by the caBundle', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createTcpServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    await writeFile(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'emu', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'cli', user: { token: 'cli' } }],
+        contexts: [{ name: 'emu', context: { cluster: 'emu', user: 'cli' } }],
+        'current-context': 'emu',
+      }),
+    );
+    const proc = spawnCli(
+      [
+        'webhook',
+        `--port=${port}`,
+        '--host=127.0.0.1',
+        `--tls-cert=${path.join(dir, 'cli', 'tls.crt')}`,
+        `--tls-key=${path.join(dir, 'cli', 'tls.key')}`,
+        '--tls-self-managed',
+        '--tls-secret=sidekey-tls',
+        '--tls-lease=sidekey-tls-writer',
+        '--webhook-config=sidekey-webhook',
+        `--service=${SVC}`,
+        `--namespace=${NS}`,
+        '--tls-hosts=127.0.0.1',
+      ],
+      { env: { KUBECONFIG: kubeconfig, POD_NAME: 'webhook-0', KUBERNETES_SERVICE_HOST: undefined } },
+    );
+    try {
+      await proc.waitForOutput('listening', 30_000);
+      const ca = b64d(
+        api.get('mutatingwebhookconfigurations', '', 'sidekey-webhook')?.webhooks[0].clientConfig.caBundle,
+      );
+      expect(ca).toContain('BEGIN CERTIFICATE');
+      const res = await new Promise<{ status: number; authorized: boolean }>((resolve, reject) => {
+        const req = httpsGet({ host: '127.0.0.1', port, path: '/readyz', ca }, (r) => {
+          r.resume();
+          resolve({ status: r.statusCode ?? 0, authorized: (r.socket as tls.TLSSocket).authorized });
+        });
+        req.on('error', reject);
+      });
+      expect(res).toEqual({ status: 200, authorized: true });
+      expect(api.get('leases', NS, 'sidekey-tls-writer')?.spec.holderIdentity).toBe('webhook-0');
+    } finally {
+      const r = await proc.stop();
+      expect(`${r.stdout}${r.stderr}`).not.toContain('PRIVATE KEY');
+    }
   });
 });
