@@ -46,6 +46,12 @@ export interface WriterOptions {
   readonly uid?: number;
   readonly gid?: number;
   readonly log?: Logger;
+  /**
+   * How long a replaced generation stays on disk (ms, default 1000). A reader that resolved `..data`
+   * just before the swap is still walking the old generation's path; removing it at once (as kubelet
+   * does) makes that reader see ENOENT.
+   */
+  readonly graceMs?: number;
 }
 
 /** The last error of a secret, as recorded in the status file. Messages never carry values. */
@@ -125,7 +131,9 @@ interface Fingerprint {
  *  9. Create the user-visible symlinks `name -> ..data/name` that do not exist yet (for a nested path,
  *     its top-level directory). Done after the swap, so a new name never dangles.
  * 10. Remove user-visible symlinks whose names are no longer in the payload.
- * 11. Remove the previous generation and any generation or temp file a crash left behind.
+ * 11. Retire the previous generation: it is removed once it has been replaced for `graceMs`, on a
+ *     later write or by a timer, so a reader that resolved `..data` just before the swap can still
+ *     open its files. Generations and temp files a crash left behind are removed at once.
  *
  * A failure in steps 5–8 removes the new generation and leaves the old one live. Failures in 10–11
  * are logged and do not fail the write: the new set is already live and complete.
@@ -144,12 +152,17 @@ export class AtomicWriter {
   /** Fingerprints of the generation this writer last wrote (saves re-reading it). */
   #cache: { generation: string; files: Map<string, Fingerprint> } | undefined;
   #chownSkipped = false;
+  readonly #graceMs: number;
+  /** Replaced generations → when they were replaced (epoch ms). */
+  readonly #retired = new Map<string, number>();
+  #cleanupTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: WriterOptions) {
     this.dir = path.resolve(opts.dir);
     this.#uid = opts.uid;
     this.#gid = opts.gid;
     this.#log = opts.log ?? silentLogger;
+    this.#graceMs = opts.graceMs ?? 1000;
   }
 
   /** Write the payload as the new file set, if it differs from the live one. */
@@ -207,7 +220,8 @@ export class AtomicWriter {
       if (!keep.has(name)) await this.#unlinkVisible(name);
     }
 
-    // (11) the previous generation, and leftovers of crashes
+    // (11) retire the previous generation; remove expired ones and leftovers of crashes
+    if (oldGen !== undefined) this.#retired.set(oldGen, Date.now());
     await this.#sweep(gen);
 
     this.#log.debug({ dir: this.dir, generation: gen, changed }, 'files written');
@@ -417,7 +431,12 @@ export class AtomicWriter {
     }
   }
 
-  async #sweep(live: string): Promise<void> {
+  /**
+   * Remove retired generations whose grace has passed, and (`all`) anything else stale: generations
+   * this writer never retired (a crash's, or a previous process's) and temp files. Only `write` sweeps
+   * with `all`, because only it knows no generation is being built meanwhile.
+   */
+  async #sweep(live: string | undefined, all = true): Promise<void> {
     let entries: string[];
     try {
       entries = await fs.readdir(this.dir);
@@ -425,17 +444,41 @@ export class AtomicWriter {
       this.#log.warn({ dir: this.dir, err: (e as Error).message }, 'could not list the output directory');
       return;
     }
+    const now = Date.now();
     for (const name of entries) {
       if (name === live) continue;
-      const stale =
-        GENERATION_RE.test(name) ||
-        (name.startsWith(STATUS_TMP_PREFIX) && name.endsWith('.tmp')) ||
-        (name.startsWith('..link.') && name.endsWith('.tmp'));
-      if (!stale) continue;
+      const retiredAt = this.#retired.get(name);
+      let remove: boolean;
+      if (retiredAt !== undefined) remove = now - retiredAt >= this.#graceMs;
+      else
+        remove =
+          all &&
+          (GENERATION_RE.test(name) ||
+            (name.startsWith(STATUS_TMP_PREFIX) && name.endsWith('.tmp')) ||
+            (name.startsWith('..link.') && name.endsWith('.tmp')));
+      if (!remove) continue;
+      this.#retired.delete(name);
       await fs.rm(path.join(this.dir, name), { recursive: true, force: true }).catch((e: Error) => {
         this.#log.warn({ dir: this.dir, entry: name, err: e.message }, 'could not remove an old generation');
       });
     }
+    this.#armCleanup();
+  }
+
+  /** Remove retired generations when their grace ends, even if no further write comes. */
+  #armCleanup(): void {
+    if (this.#cleanupTimer || this.#retired.size === 0) return;
+    const due = Math.min(...this.#retired.values()) + this.#graceMs;
+    this.#cleanupTimer = setTimeout(
+      () => {
+        this.#cleanupTimer = undefined;
+        // Retired generations are never live again, so no live name is needed here.
+        void this.#sweep(undefined, false);
+      },
+      Math.max(0, due - Date.now()),
+    );
+    // Never keeps the process alive: a leftover is removed by the next process's first write.
+    this.#cleanupTimer.unref();
   }
 }
 

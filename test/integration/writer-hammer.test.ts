@@ -122,7 +122,9 @@ describe('AtomicWriter under a hammering reader', () => {
     // the reader really overlapped the rotations
     expect(summary.sets).toBeGreaterThan(100);
     expect(summary.generations).toBeGreaterThan(20);
-    // only the live generation is left, with ..data and the user-visible names
+    // once the grace period of replaced generations is over, only the live one is left, with ..data
+    // and the user-visible names
+    await new Promise((r) => setTimeout(r, 1500));
     const names = (await fs.readdir(out)).sort();
     expect(names.filter((n) => n.startsWith('..2')).length).toBe(1);
     expect(names.filter((n) => !n.startsWith('..'))).toEqual(['app.env', 'conf', 'db-password', 'tls']);

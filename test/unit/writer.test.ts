@@ -97,7 +97,7 @@ describe('AtomicWriter', () => {
   });
 
   it('swaps in a new generation, removes the old one and names only the changed files', async () => {
-    const w = new AtomicWriter({ dir });
+    const w = new AtomicWriter({ dir, graceMs: 0 });
     const g1 = await w.write(payload({ a: '1', b: '2' }));
     const g2 = await w.write(payload({ a: '1', b: '3' }));
     expect(g2.changed).toEqual(['b']);
@@ -107,15 +107,28 @@ describe('AtomicWriter', () => {
   });
 
   it('removes user-visible names that left the payload and adds new ones', async () => {
-    const w = new AtomicWriter({ dir });
+    const w = new AtomicWriter({ dir, graceMs: 0 });
     await w.write(payload({ a: '1', 'old/x': '2' }));
     const r = await w.write(payload({ a: '1', c: '3' }));
     expect(r.changed).toEqual(['c', 'old/x']);
     expect((await fs.readdir(dir)).sort()).toEqual([r.generation, DATA_DIR, 'a', 'c'].sort());
   });
 
+  it('keeps a replaced generation readable for the grace period, then removes it without another write', async () => {
+    const w = new AtomicWriter({ dir, graceMs: 150 });
+    const g1 = await w.write(payload({ a: '1' }));
+    const g2 = await w.write(payload({ a: '2' }));
+    // a reader that resolved ..data just before the swap still finds its file
+    expect(await fs.readFile(path.join(dir, g1.generation, 'a'), 'utf8')).toBe('1');
+    expect(await generations(dir)).toEqual([g1.generation, g2.generation].sort());
+    const end = Date.now() + 3000;
+    while ((await generations(dir)).length > 1 && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await generations(dir)).toEqual([g2.generation]);
+  });
+
   it('cleans up generations and temp links a crash left behind', async () => {
-    const w = new AtomicWriter({ dir });
+    const w = new AtomicWriter({ dir, graceMs: 0 });
     await w.write(payload({ a: '1' }));
     await fs.mkdir(path.join(dir, '..2020_01_01_00_00_00.crash1'));
     await fs.writeFile(path.join(dir, '..2020_01_01_00_00_00.crash1', 'a'), 'junk');
