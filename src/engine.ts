@@ -96,7 +96,7 @@ const defaultTimers: Timers = {
  * Every fetch, renewal and write runs in one serial queue, so the file set is always written whole by
  * one writer. Secrets due at about the same time (timers, watch bursts) are fetched in one batch and
  * written once. Values live only in memory and in the output files: logs name secrets, refs and
- * versions, never values.
+ * versions, never values. (The field is `secretName`: `secret` is censored by the logger's redaction.)
  */
 export class Engine {
   readonly #spec: ResolvedSpec;
@@ -340,7 +340,7 @@ export class Engine {
         st.leaseFinal = true;
       }
       this.#log.debug(
-        { secret: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs, final: st.leaseFinal === true },
+        { secretName: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs, final: st.leaseFinal === true },
         'lease renewed',
       );
       this.#scheduleNext(st);
@@ -348,7 +348,7 @@ export class Engine {
     } catch (e) {
       const err = toSkError(e, 'SK_ERR_BACKEND_RESPONSE', `${secret.ref.raw}: lease renewal`);
       this.#log.warn(
-        { secret: secret.name, ref: secret.ref.raw, code: err.code, err: err.message },
+        { secretName: secret.name, ref: secret.ref.raw, code: err.code, err: err.message },
         'lease renewal failed; fetching the secret anew',
       );
       return false;
@@ -384,7 +384,7 @@ export class Engine {
     const delay = this.#backoff(st.failures);
     this.#log.warn(
       {
-        secret: secret.name,
+        secretName: secret.name,
         ref: secret.ref.raw,
         code: err.code,
         err: err.message,
@@ -415,7 +415,7 @@ export class Engine {
     if (this.#spec.maxStale.action === 'keep') {
       st.stale = true;
       this.#log.warn(
-        { secret: secret.name, ref: secret.ref.raw, code: err.code },
+        { secretName: secret.name, ref: secret.ref.raw, code: err.code },
         `${err.message}; still serving it`,
       );
       void this.#exclusive(() => this.#writeStatusQuietly());
@@ -423,7 +423,7 @@ export class Engine {
     }
     if (this.#fatal) return;
     this.#fatal = true;
-    this.#log.error({ secret: secret.name, ref: secret.ref.raw, code: err.code }, err.message);
+    this.#log.error({ secretName: secret.name, ref: secret.ref.raw, code: err.code }, err.message);
     if (this.#opts.onFatal) this.#opts.onFatal(err);
   }
 
