@@ -1,0 +1,153 @@
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { withOutputDir } from '../sidecar/common.ts';
+import { Engine } from '../src/engine.ts';
+import { loadSpecFile } from '../src/load.ts';
+import { silentLogger } from '../src/log.ts';
+import { defaultRegistry } from '../src/providers/index.ts';
+import {
+  exited,
+  makeFixture,
+  median,
+  pollUntil,
+  procMemory,
+  type Row,
+  ready,
+  removeFixture,
+  sleep,
+  spawnSidekey,
+} from './lib.ts';
+
+/**
+ * The agent with 50 `file:` secrets: resident memory of the real `node bin/sidekey.js agent` process
+ * once it has settled, time from spawn to a complete file set, and the engine's own syncOnce.
+ */
+
+const N = 50;
+const RUNS = 7;
+const SECTION = `agent (${N} secrets, file:)`;
+const mib = (kib: number) => kib / 1024;
+
+export async function run(): Promise<Row[]> {
+  const fx = makeFixture(N);
+  try {
+    return [...(await memory(fx)), ...(await startup(fx)), ...(await inProcess(fx))];
+  } finally {
+    removeFixture(fx.dir);
+  }
+}
+
+async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
+  rmSync(fx.out, { recursive: true, force: true });
+  const child = spawnSidekey(['agent', '-c', fx.spec]);
+  try {
+    await pollUntil(() => ready(fx.out));
+    // Steady state: after the first write, GC and lazy compilation settle within a few seconds.
+    const samples: Array<ReturnType<typeof procMemory>> = [];
+    for (let i = 0; i < 10; i++) {
+      await sleep(500);
+      samples.push(procMemory(child.pid!));
+    }
+    const last = samples.at(-1)!;
+    return [
+      {
+        section: SECTION,
+        metric: 'agent RSS at steady state (VmRSS)',
+        value: mib(last.rss),
+        unit: 'MiB',
+        max: 48,
+        note: `anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; peak ${mib(last.hwm).toFixed(1)} MiB`,
+      },
+      ...(await baseline()),
+    ];
+  } finally {
+    child.kill('SIGTERM');
+    await exited(child);
+  }
+}
+
+/** For scale: a bare `node` process that does nothing, measured the same way. */
+async function baseline(): Promise<Row[]> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  try {
+    await sleep(2000);
+    const m = procMemory(child.pid!);
+    return [
+      {
+        section: SECTION,
+        metric: 'for scale: an idle `node -e` process (VmRSS)',
+        value: mib(m.rss),
+        unit: 'MiB',
+        note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
+      },
+    ];
+  } finally {
+    child.kill();
+    await exited(child);
+  }
+}
+
+async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
+  const toReady: number[] = [];
+  const toExit: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    rmSync(fx.out, { recursive: true, force: true });
+    const t0 = performance.now();
+    const child = spawnSidekey(['agent', '-c', fx.spec]);
+    toReady.push((await pollUntil(() => ready(fx.out))) - t0);
+    child.kill('SIGTERM');
+    await exited(child);
+
+    rmSync(fx.out, { recursive: true, force: true });
+    const t1 = performance.now();
+    const once = spawnSidekey(['agent', '--once', '-c', fx.spec]);
+    const code = await exited(once);
+    if (code !== 0) throw new Error(`agent --once exited ${code}`);
+    toExit.push(performance.now() - t1);
+  }
+  return [
+    {
+      section: SECTION,
+      metric: 'spawn → all files written (..data visible)',
+      value: median(toReady),
+      unit: 'ms',
+      max: 150,
+      note: `median of ${RUNS}; min ${Math.min(...toReady).toFixed(0)}, max ${Math.max(...toReady).toFixed(0)}`,
+    },
+    {
+      section: SECTION,
+      metric: 'agent --once: spawn → exit 0',
+      value: median(toExit),
+      unit: 'ms',
+      note: `median of ${RUNS}`,
+    },
+  ];
+}
+
+async function inProcess(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
+  const registry = defaultRegistry();
+  const loaded = loadSpecFile(fx.spec, { registry });
+  const times: number[] = [];
+  let cold = 0;
+  for (let i = 0; i < 15; i++) {
+    const out = path.join(fx.dir, 'tmp', `run-${i}`);
+    const engine = new Engine(withOutputDir(loaded, out), { registry, log: silentLogger });
+    const t0 = performance.now();
+    await engine.syncOnce();
+    const dt = performance.now() - t0;
+    await engine.stop();
+    if (i === 0) cold = dt;
+    else times.push(dt);
+  }
+  return [
+    {
+      section: SECTION,
+      metric: 'engine.syncOnce() in-process (fetch, render, write)',
+      value: median(times),
+      unit: 'ms',
+      max: 150,
+      note: `median of ${times.length} warm runs; first (cold) run ${cold.toFixed(1)} ms`,
+    },
+  ];
+}
