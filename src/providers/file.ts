@@ -25,6 +25,8 @@ export type FileParseMode = (typeof FILE_PARSE_MODES)[number];
 export const FILE_MAX_BYTES = 4 * 1024 * 1024;
 /** Events for one ref arriving within this window are reported once. */
 const WATCH_DEBOUNCE_MS = 30;
+/** How often watched directories that are missing (or may vanish) are checked for existence. */
+const ROOT_POLL_MS = 1000;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -149,7 +151,33 @@ class FileProvider implements Provider {
     watcher.on('error', (e) => {
       ctx.log.warn({ err: { code: (e as NodeJS.ErrnoException).code } }, 'file watcher error');
     });
+    // chokidar cannot watch a directory that does not exist yet, and loses one that is removed and
+    // re-created: check each root's identity (inode + birth time) every second and re-arm on a change.
+    const identity = (root: string) => {
+      const st = statSync(root, { throwIfNoEntry: false });
+      return st ? `${st.ino}:${st.birthtimeMs}` : '';
+    };
+    const seen = new Map([...roots].map((r) => [r, identity(r)] as const));
+    const refsUnder = (root: string) => [...(dirTargets.get(root) ?? []), ...filesIn(root)];
+    const poll = setInterval(() => {
+      for (const [root, was] of seen) {
+        const is = identity(root);
+        if (is === was) continue;
+        seen.set(root, is);
+        ctx.log.debug(
+          { path: root, exists: is !== '' },
+          'watched directory appeared, vanished or was replaced',
+        );
+        if (is !== '') {
+          watcher.unwatch(root);
+          watcher.add(root);
+        }
+        for (const ref of refsUnder(root)) fire(ref);
+      }
+    }, ROOT_POLL_MS);
+    poll.unref();
     return async () => {
+      clearInterval(poll);
       for (const t of timers.values()) clearTimeout(t);
       timers.clear();
       await watcher.close();

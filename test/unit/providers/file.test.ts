@@ -230,6 +230,37 @@ describe('file provider', () => {
     }
   });
 
+  it('watch reports a file whose directory does not exist yet, and after the directory is re-created', async () => {
+    const d = tmp();
+    const q = fileProvider.create({ file: { baseDir: d } });
+    const seen: number[] = [];
+    const stop = q.watch!([parseRef('file:later/dir/s.yaml')], () => seen.push(Date.now()), ctx);
+    const waitFor = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (seen.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(seen.length).toBeGreaterThanOrEqual(n);
+    };
+    try {
+      mkdirSync(path.join(d, 'later', 'dir'), { recursive: true });
+      writeFileSync(path.join(d, 'later', 'dir', 's.yaml'), 'a: 1\n');
+      await waitFor(1);
+      // once the directory exists, a change is reported by the watch itself
+      await new Promise((r) => setTimeout(r, 300));
+      const before = seen.length;
+      writeFileSync(path.join(d, 'later', 'dir', 's.yaml'), 'a: 2\n');
+      await waitFor(before + 1);
+      rmSync(path.join(d, 'later'), { recursive: true });
+      await waitFor(before + 2);
+      await new Promise((r) => setTimeout(r, 300));
+      const gone = seen.length;
+      mkdirSync(path.join(d, 'later', 'dir'), { recursive: true });
+      writeFileSync(path.join(d, 'later', 'dir', 's.yaml'), 'a: 3\n');
+      await waitFor(gone + 1);
+    } finally {
+      await stop();
+    }
+  });
+
   it('watch reports a file that appears later and changes in a watched directory', async () => {
     const d = tmp();
     mkdirSync(path.join(d, 'set'));
