@@ -76,7 +76,7 @@ export function parseManifests(text: string, source: string): ManifestSet {
   for (const doc of docs) {
     const err = doc.errors[0];
     if (err) {
-      const line = err.linePos?.[0]?.line;
+      const line = err.linePos?.[0]?.line ?? text.slice(0, err.pos[0]).split('\n').length;
       throw new SkError(
         'SK_ERR_MANIFEST_INVALID',
         `${source}${line ? `:${line}` : ''}: not valid YAML/JSON (${err.code})`,

@@ -26,6 +26,11 @@ export class K8sApiEmulator {
   failWatches = 0;
   failWatchStatus = 500;
   readonly counts = { get: 0, watch: 0 };
+  /**
+   * Workload objects served by the list endpoints (`GET /api/v1/pods`, `/apis/apps/v1/deployments`,
+   * `/apis/batch/v1/namespaces/{ns}/cronjobs`, …), keyed by resource plural (`pods`, `deployments`).
+   */
+  readonly workloads = new Map<string, Array<Record<string, unknown>>>();
   /** Every Authorization header seen (tests check the token file is used). */
   readonly seenTokens: string[] = [];
 
@@ -162,6 +167,26 @@ export class K8sApiEmulator {
         const obj = this.#object(ns, name);
         if (obj) res.write(`${JSON.stringify({ type: 'ADDED', object: obj })}\n`);
       }
+      return;
+    }
+    const wl = /^\/(?:api\/v1|apis\/(?:apps|batch)\/v1)(?:\/namespaces\/([^/]+))?\/([a-z]+)$/.exec(
+      url.pathname,
+    );
+    if (req.method === 'GET' && wl && wl[2] !== 'secrets') {
+      const ns = wl[1] ? decodeURIComponent(wl[1]) : undefined;
+      const items = (this.workloads.get(wl[2]!) ?? []).filter(
+        (o) => ns === undefined || (o.metadata as { namespace?: string } | undefined)?.namespace === ns,
+      );
+      res.writeHead(200, { 'content-type': 'application/json' });
+      // Like the API server: list items carry no kind/apiVersion.
+      res.end(
+        JSON.stringify({
+          kind: 'List',
+          apiVersion: 'v1',
+          metadata: { resourceVersion: String(this.#rv) },
+          items: items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
+        }),
+      );
       return;
     }
     this.#status(res, 404, 'NotFound', 'the server could not find the requested resource');
