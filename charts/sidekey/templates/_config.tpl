@@ -13,17 +13,19 @@ backend settings are left out so that the webhook's own defaults apply.
 {{- $excluded := list "kube-system" .Release.Namespace }}
 {{- range .Values.webhook.namespaceSelector.excludeNamespaces }}{{ $excluded = append $excluded . }}{{ end }}
 {{- $cfg := dict
+  "apiVersion" "sidekey.io/v1"
+  "kind" "WebhookConfig"
   "agent" (dict
     "image" (default (include "sidekey.image" .) $agent.image)
-    "pullPolicy" $agent.pullPolicy
-    "resources" $agent.resources
+    "imagePullPolicy" $agent.imagePullPolicy
+    "mode" $agent.mode
+    "refresh" $agent.refresh
+    "onChange" $agent.onChange
+    "tmpfsSize" $agent.tmpfsSize
+    "mountPath" $agent.mountPath
     "runAsUser" $agent.runAsUser
-    "runAsGroup" $agent.runAsGroup)
-  "defaultMode" $agent.mode
-  "defaultRefresh" $agent.refresh
-  "defaultOnChange" $agent.onChange
-  "mountPath" $agent.mountPath
-  "tmpfsSize" $agent.tmpfsSize
+    "runAsGroup" $agent.runAsGroup
+    "resources" $agent.resources)
   "nativeSidecars" $agent.nativeSidecars
   "onInvalidAnnotations" .Values.onInvalidAnnotations
   "excludedNamespaces" ($excluded | uniq)
