@@ -149,11 +149,12 @@ function compile(source: string, where: string): Template[] {
  * The variables a template sees:
  * - `name`: the secret's name; `ref`: its ref as written;
  * - `value`: the value as UTF-8 text (a map's JSON text), `value_base64`: the raw bytes in base64;
- * - `data`: the map (a YAML/JSON/dotenv source, a KV secret, a JSON object string), `{}` otherwise.
+ * - `data`: the map (a YAML/JSON/dotenv source, a KV secret, a JSON object string), `{}` otherwise;
+ *   a binary (non-UTF-8) entry appears base64-encoded.
  */
 export function templateContext(secret: Pick<ResolvedSecret, 'name' | 'ref'>, value: SecretValue) {
   const map = asMap(value);
-  const data = map ? (toPlain(map, secret.name) as Record<string, unknown>) : {};
+  const data = map ? (toPlain(map, secret.name, '', 'base64') as Record<string, unknown>) : {};
   const bytes = value.kind === 'bytes' ? value.bytes : Buffer.from(JSON.stringify(data), 'utf8');
   return {
     name: secret.name,

@@ -21,13 +21,21 @@ export function asMap(value: SecretValue): Record<string, unknown> | undefined {
 
 /**
  * Copy map data into plain JSON-like data: Buffers (a Kubernetes Secret's `data`) become UTF-8 strings.
- * Binary that is not UTF-8 is refused rather than mangled; the error names the key path, not the bytes.
+ * Binary that is not UTF-8 is refused rather than mangled (the error names the key path, not the
+ * bytes), or, for templates, given as base64 so one binary key does not break a template that does not
+ * use it.
  */
-export function toPlain(data: unknown, secretName: string, at = ''): unknown {
+export function toPlain(
+  data: unknown,
+  secretName: string,
+  at = '',
+  binary: 'refuse' | 'base64' = 'refuse',
+): unknown {
   if (Buffer.isBuffer(data)) {
     try {
       return utf8.decode(data);
     } catch {
+      if (binary === 'base64') return data.toString('base64');
       throw new SkError(
         'SK_ERR_RENDER',
         `secret "${secretName}": key "${at}" holds binary data that is not UTF-8; select it with #${at || 'key'} and format raw`,
@@ -35,10 +43,12 @@ export function toPlain(data: unknown, secretName: string, at = ''): unknown {
       );
     }
   }
-  if (Array.isArray(data)) return data.map((v, i) => toPlain(v, secretName, at ? `${at}.${i}` : String(i)));
+  if (Array.isArray(data)) {
+    return data.map((v, i) => toPlain(v, secretName, at ? `${at}.${i}` : String(i), binary));
+  }
   if (isRecord(data)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(data)) out[k] = toPlain(v, secretName, at ? `${at}.${k}` : k);
+    for (const [k, v] of Object.entries(data)) out[k] = toPlain(v, secretName, at ? `${at}.${k}` : k, binary);
     return out;
   }
   return data;

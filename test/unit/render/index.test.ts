@@ -144,6 +144,40 @@ describe('formats', () => {
     expect(YAML.parse(render('yaml', bytes('true')))).toBe('true');
   });
 
+  it('json and yaml: any JSON-like map reads back equal (property)', () => {
+    const key = fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== '__proto__');
+    const leaf = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.boolean(), fc.constant(null));
+    const tree = fc.letrec((tie) => ({
+      node: fc.dictionary(
+        key,
+        fc.oneof({ depthSize: 'small' }, leaf, tie('node'), fc.array(leaf, { maxLength: 3 })),
+        {
+          maxKeys: 5,
+        },
+      ),
+    })).node;
+    fc.assert(
+      fc.property(tree, (data) => {
+        expect(JSON.parse(render('json', map(data)))).toEqual(data);
+        expect(YAML.parse(render('yaml', map(data)))).toEqual(data);
+        expect(JSON.parse(render('raw', map(data)))).toEqual(data);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('properties: any flat string map reads back equal (property)', () => {
+    const key = fc
+      .string({ minLength: 1, maxLength: 8 })
+      .filter((k) => k !== '__proto__' && !k.includes('.'));
+    fc.assert(
+      fc.property(fc.dictionary(key, fc.string({ maxLength: 20 }), { maxKeys: 6 }), (data) => {
+        expect(parseProperties(render('properties', map(data)))).toEqual(data);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('properties: a map (nested maps flattened with dots) round-trips through dot-properties', () => {
     const out = render(
       'properties',
@@ -188,6 +222,11 @@ describe('templates', () => {
     expect(parseDotenv(tpl('P={{ data.password | dotenv_quote }}', map({ password: 'a"b\nc' }))).P).toBe(
       'a"b\nc',
     );
+  });
+
+  it('a binary (non-UTF-8) entry does not break a template; it is offered as base64', () => {
+    const v = map({ 'keystore.jks': Buffer.from([0xfe, 0xed, 0xfe, 0xed]), 'tls.crt': Buffer.from('CERT') });
+    expect(tpl('{{ data["tls.crt"] }}|{{ data["keystore.jks"] }}', v)).toBe('CERT|/u3+7Q==');
   });
 
   it('loops and conditionals work; optional keys via if and default', () => {
