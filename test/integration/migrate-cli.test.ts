@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { CANARY, runCli } from '../helpers/cli.ts';
+import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { K8sApiEmulator } from './providers/k8s-api-emulator.ts';
 

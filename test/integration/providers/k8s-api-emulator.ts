@@ -139,9 +139,15 @@ export class K8sApiEmulator {
     if (req.method === 'GET' && one) {
       this.counts.get += 1;
       const [ns, name] = [decodeURIComponent(one[1]!), decodeURIComponent(one[2]!)];
-      if (allowed !== '*' && !allowed.has(name)) return forbid(ns, name, 'get');
+      if (allowed !== '*' && !allowed.has(name)) {
+        forbid(ns, name, 'get');
+        return;
+      }
       const obj = this.#object(ns, name);
-      if (!obj) return this.#status(res, 404, 'NotFound', `secrets "${name}" not found`);
+      if (!obj) {
+        this.#status(res, 404, 'NotFound', `secrets "${name}" not found`);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(obj));
       return;
@@ -151,12 +157,19 @@ export class K8sApiEmulator {
       const ns = decodeURIComponent(list[1]!);
       const sel = /^metadata\.name=(.+)$/.exec(url.searchParams.get('fieldSelector') ?? '');
       // RBAC resourceNames only authorises a watch narrowed to one name.
-      if (!sel) return forbid(ns, '', 'watch');
+      if (!sel) {
+        forbid(ns, '', 'watch');
+        return;
+      }
       const name = sel[1]!;
-      if (allowed !== '*' && !allowed.has(name)) return forbid(ns, name, 'watch');
+      if (allowed !== '*' && !allowed.has(name)) {
+        forbid(ns, name, 'watch');
+        return;
+      }
       if (this.failWatches > 0) {
         this.failWatches -= 1;
-        return this.#status(res, this.failWatchStatus, 'InternalError', 'watch failed (test)');
+        this.#status(res, this.failWatchStatus, 'InternalError', 'watch failed (test)');
+        return;
       }
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       res.flushHeaders();
