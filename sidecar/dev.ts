@@ -63,6 +63,8 @@ class DevSession {
   #engine: Engine | undefined;
   #spec: ResolvedSpec | undefined;
   #registry: ProviderRegistry | undefined;
+  /** Secrets whose failure was printed, with the line, so a retry does not print it again. */
+  readonly #failing = new Map<string, string>();
   readonly #p: Printer;
   readonly #opts: DevOptions;
   readonly #config: string;
@@ -93,12 +95,17 @@ class DevSession {
       // `sidekey dev` has no app to notify: it only prints what changed.
       notifier: createNotifier({ type: 'none' }, { debounceMs: 0, log }),
       onWrite: (r: WriteReport) => {
+        for (const name of r.changedSecrets) this.#failing.delete(name);
         if (r.first || engine !== this.#engine) return;
         const files = r.changedFiles.length > 0 ? r.changedFiles.join(', ') : '(none)';
         this.#p.out(`[${clock()}] updated  ${files}`);
       },
       onSecretError: (name: string, e: unknown) => {
         if (engine !== this.#engine) return;
+        // Retries with backoff repeat the same failure: say it once until it changes or recovers.
+        const line = errorLine(e);
+        if (this.#failing.get(name) === line) return;
+        this.#failing.set(name, line);
         this.#p.err(`[${clock()}] failed   ${name}: ${errorLine(e)} (keeping the last good files)`);
       },
       onFatal: (e: unknown) => {

@@ -59,6 +59,7 @@ export async function runCommand(command: readonly string[], opts: RunOptions): 
   let engine: Engine | undefined;
   let child: ChildProcess | undefined;
   const forwarders: Array<[NodeJS.Signals, () => void]> = [];
+  const failing = new Map<string, string>();
   try {
     let { spec, registry } = await loadCommandSpec({ config: opts.config ?? DEFAULT_CONFIG });
     if (opts.output !== undefined) {
@@ -80,10 +81,16 @@ export async function runCommand(command: readonly string[], opts: RunOptions): 
       log,
       notifier,
       onWrite: (r: WriteReport) => {
+        for (const name of r.changedSecrets) failing.delete(name);
         if (!r.first && r.changedFiles.length > 0) say(`updated ${r.changedFiles.join(', ')}`);
       },
-      onSecretError: (name: string, e: unknown) =>
-        say(`failed ${name}: ${errorLine(e)} (keeping the last good files)`),
+      onSecretError: (name: string, e: unknown) => {
+        // Retries repeat the same failure: say it once until it changes or the secret recovers.
+        const line = errorLine(e);
+        if (failing.get(name) === line) return;
+        failing.set(name, line);
+        say(`failed ${name}: ${line} (keeping the last good files)`);
+      },
       onFatal: (e: unknown) => say(`failed ${errorLine(e)}`),
     });
     await engine.start();
