@@ -268,8 +268,14 @@ describe('templates', () => {
     }
   });
 
+  it('cannot include files from inside a {% liquid %} block either', () => {
+    const e = sk(() => compileTemplate("{% liquid\n  assign a = 1\n  include 'x'\n%}", 'w'));
+    expect(e.message).toBe('w: template line 3: the "include" tag is disabled: templates cannot read files');
+  });
+
   it('cannot include, render or lay out files: refused at compile time', () => {
-    for (const t of ['{% include "/etc/passwd" %}', "{% render 'x' %}", '{% layout "x" %}']) {
+    const tags = ['{% include "/etc/passwd" %}', "{% render 'x' %}", '{% layout "x" %}'];
+    for (const t of [...tags, '{%- include "x" -%}', '{% capture c %}{% render "x" %}{% endcapture %}']) {
       const e = sk(() => compileTemplate(`ok\n${t}`, 'sidekey.yaml:secrets.db.template'));
       expect(e.code).toBe('SK_ERR_TEMPLATE_SYNTAX');
       expect(e.message).toMatch(
