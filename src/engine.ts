@@ -45,7 +45,7 @@ export interface EngineOptions {
   readonly random?: () => number;
   /** Timer functions; default the global ones. */
   readonly timers?: Timers;
-  /** Watch events arriving within this window are fetched together (default 50 ms). */
+  /** Watch events arriving within this window are fetched together (default 20 ms). */
   readonly coalesceMs?: number;
 }
 
@@ -126,7 +126,7 @@ export class Engine {
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
     this.#timers = opts.timers ?? defaultTimers;
-    this.#coalesceMs = opts.coalesceMs ?? 50;
+    this.#coalesceMs = opts.coalesceMs ?? 20;
     this.#writer = new AtomicWriter({
       dir: spec.output.dir,
       uid: spec.output.uid,
@@ -390,6 +390,7 @@ export class Engine {
         err: err.message,
         failures: st.failures,
         retryInMs: delay,
+        ...(st.lease && at >= st.lease.issuedAt + st.lease.ttlMs ? { leaseExpired: true } : {}),
       },
       'refresh failed; keeping the last good file',
     );
