@@ -1,4 +1,5 @@
 import path from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { isSkError, type SkError } from '../../src/errors.js';
@@ -238,5 +239,57 @@ describe('specJsonSchema', () => {
       expect.arrayContaining(['apiVersion', 'kind', 'secrets', 'output']),
     );
     expect(s.required).toEqual(expect.arrayContaining(['apiVersion', 'kind', 'secrets']));
+  });
+});
+
+describe('resolveSpec (property)', () => {
+  it('any document either resolves or throws an SkError, never anything else', () => {
+    const secret = fc.record(
+      {
+        ref: fc.oneof(fc.string(), fc.constantFrom('file:a.yaml#k', 'vault:x', 'a:b?x=1')),
+        format: fc.oneof(fc.string(), fc.constantFrom('raw', 'json', 'env')),
+        file: fc.oneof(fc.string(), fc.constantFrom('a/b', '../x', 'f')),
+        mode: fc.oneof(fc.string(), fc.integer(), fc.constantFrom('0440', 0o400)),
+        refresh: fc.oneof(fc.string(), fc.integer(), fc.constantFrom('30s', 0)),
+        env: fc.string(),
+      },
+      { requiredKeys: ['ref'] },
+    );
+    const doc = fc.oneof(
+      fc.anything(),
+      fc.record(
+        {
+          apiVersion: fc.constantFrom('sidekey.io/v1', 'v2'),
+          kind: fc.constant('SecretSpec'),
+          secrets: fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('db', 'a.b', 'x-1')), secret, {
+            maxKeys: 4,
+          }),
+          refresh: fc.oneof(fc.string(), fc.integer()),
+          jitter: fc.double(),
+          onChange: fc.string(),
+          output: fc.record(
+            { dir: fc.string(), defaultMode: fc.oneof(fc.string(), fc.integer()) },
+            { requiredKeys: [] },
+          ),
+        },
+        { requiredKeys: ['apiVersion', 'kind', 'secrets'] },
+      ),
+    );
+    fc.assert(
+      fc.property(doc, (d) => {
+        try {
+          const r = resolveSpec(d, { baseDir: '/base' });
+          expect(Object.isFrozen(r)).toBe(true);
+          for (const s of r.secrets) {
+            const rel = path.relative(r.output.dir, path.resolve(r.output.dir, s.file));
+            expect(rel === s.file && !rel.startsWith('..')).toBe(true);
+          }
+        } catch (e) {
+          if (!isSkError(e)) throw e;
+          expect(e.message).not.toContain('\n');
+        }
+      }),
+      { numRuns: 1500 },
+    );
   });
 });
