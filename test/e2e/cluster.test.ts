@@ -24,7 +24,7 @@ describe('e2e harness: real kube-apiserver', () => {
     const c = bad.spec?.containers[0];
     if (c) c.securityContext = { privileged: true };
     const err = await apiError(() => k.core.createNamespacedPod({ namespace: ns, body: bad }));
-    expect(err.code).toBe(403);
+    expect(err.code, err.message).toBe(403);
     expect(err.message).toContain('violates PodSecurity "restricted:latest"');
     await k.core.createNamespacedPod({ namespace: ns, body: pod('compliant') });
   });

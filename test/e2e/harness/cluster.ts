@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { type Ca, createCa, serviceAccountKeys } from './pki.js';
-import { freePort, type Proc, startProc, waitFor } from './procs.js';
+import { freePort, GiveUp, type Proc, startProc, waitFor } from './procs.js';
 import { tool } from './tools.js';
 
 /** How tests reach the harness's API server (plain data: it crosses from globalSetup to the tests). */
@@ -108,7 +108,7 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
   };
   try {
     await waitFor('etcd to serve', async () => {
-      if (etcd.child.exitCode !== null) throw new Error(`etcd exited:\n${etcd.log().slice(-2000)}`);
+      if (etcd.child.exitCode !== null) throw new GiveUp(`etcd exited:\n${etcd.log().slice(-2000)}`);
       const r = await fetch(`${etcdUrl}/health`);
       return r.ok ? true : undefined;
     });
@@ -118,6 +118,8 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
         `--etcd-servers=${etcdUrl}`,
         '--bind-address=127.0.0.1',
         '--advertise-address=127.0.0.1',
+        // The kubernetes Service endpoints may not be loopback; nothing here needs them.
+        '--endpoint-reconciler-type=none',
         `--secure-port=${port}`,
         `--tls-cert-file=${servingCert}`,
         `--tls-private-key-file=${servingKey}`,
@@ -127,6 +129,8 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
         `--service-account-signing-key-file=${saKey}`,
         '--service-cluster-ip-range=10.96.0.0/16',
         '--authorization-mode=RBAC',
+        // As in real clusters; Pod Security admission is what forbids privileged pods per namespace.
+        '--allow-privileged=true',
         // Added to the default set (which includes ServiceAccount, NamespaceLifecycle, ...).
         '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity',
         // Without a controller-manager nothing would reap these; they are harmless either way.
@@ -141,7 +145,8 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
     await waitFor(
       'kube-apiserver /readyz',
       async () => {
-        if (api.child.exitCode !== null) throw new Error(`kube-apiserver exited:\n${api.log().slice(-3000)}`);
+        if (api.child.exitCode !== null)
+          throw new GiveUp(`kube-apiserver exited:\n${api.log().slice(-3000)}`);
         return (await get(certs, '/readyz')) === 200 ? true : undefined;
       },
       120_000,

@@ -79,6 +79,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Thrown from a `waitFor` check to stop waiting at once (e.g. the process being waited for exited). */
+export class GiveUp extends Error {}
+
 /** Polls `check` until it returns a value other than undefined, or throws with `what` after `timeoutMs`. */
 export async function waitFor<T>(
   what: string,
@@ -93,6 +96,7 @@ export async function waitFor<T>(
       const v = await check();
       if (v !== undefined) return v;
     } catch (e) {
+      if (e instanceof GiveUp) throw e;
       last = e;
     }
     if (Date.now() > deadline) {

@@ -13,7 +13,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import type { Kube } from './kube.js';
 import type { CertPair } from './pki.js';
 import { loadCa } from './pki.js';
-import { freePort, type Proc, startProc, waitFor } from './procs.js';
+import { freePort, GiveUp, type Proc, startProc, waitFor } from './procs.js';
 import { tool } from './tools.js';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -50,11 +50,16 @@ export interface SidekeyInstall {
   webhookConfigName: string;
   /** The webhook's config file (the chart's ConfigMap data, as mounted in the Deployment). */
   configFile: string;
+  /** The serving certificate and key files the webhook hot-reloads. */
+  certFile: string;
+  keyFile: string;
   objects: KubernetesObject[];
   port: number;
   url: string;
   webhook?: Proc;
   tls: CertPair;
+  /** The webhook's Prometheus /metrics text. */
+  metrics(): Promise<string>;
   /** Starts (again) the webhook process on the same port and waits for /readyz. */
   startWebhook(): Promise<Proc>;
   /** Stops the webhook process (the configuration stays: "webhook down"). */
@@ -63,16 +68,24 @@ export interface SidekeyInstall {
   uninstall(): Promise<void>;
 }
 
-function httpsStatus(port: number, ca: string, path: string): Promise<number> {
+function httpsGet(port: number, ca: string, path: string): Promise<{ status: number; text: string }> {
   return new Promise((res, rej) => {
-    const req = request({ host: '127.0.0.1', port, path, ca, timeout: 3000 }, (r) => {
-      r.resume();
-      res(r.statusCode ?? 0);
-    });
+    // No ca: readiness and metrics only; with self-managed TLS the CA is the webhook's own.
+    const req = request(
+      { host: '127.0.0.1', port, path, ca, rejectUnauthorized: false, timeout: 3000 },
+      (r) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => res({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      },
+    );
     req.on('error', rej);
     req.end();
   });
 }
+
+const httpsStatus = async (port: number, ca: string, path: string): Promise<number> =>
+  (await httpsGet(port, ca, path)).status;
 
 /**
  * Installs sidekey from `helm template` in url mode (the API server calls https://127.0.0.1:<port>/mutate,
@@ -82,7 +95,14 @@ function httpsStatus(port: number, ca: string, path: string): Promise<number> {
  */
 export async function installSidekey(
   k: Kube,
-  opts: { release?: string; namespace?: string; values?: Record<string, unknown>; start?: boolean } = {},
+  opts: {
+    release?: string;
+    namespace?: string;
+    values?: Record<string, unknown>;
+    start?: boolean;
+    /** tls.mode=self-managed: no caBundle and no certificate files; the test runs the TLS manager. */
+    selfManagedTls?: boolean;
+  } = {},
 ): Promise<SidekeyInstall> {
   const release = opts.release ?? 'sidekey';
   const namespace = opts.namespace ?? `sidekey-system-${Date.now().toString(36)}`;
@@ -95,13 +115,34 @@ export async function installSidekey(
     ips: ['127.0.0.1'],
     dns: ['localhost'],
   });
+  const selfManaged = opts.selfManagedTls === true;
   const values = {
     ...opts.values,
-    webhook: { ...(opts.values?.webhook as object), url, caBundle: k.info.caPem },
-    tls: { mode: 'secret', ...(opts.values?.tls as object) },
+    webhook: { ...(opts.values?.webhook as object), url, ...(selfManaged ? {} : { caBundle: k.info.caPem }) },
+    tls: { mode: selfManaged ? 'self-managed' : 'secret', ...(opts.values?.tls as object) },
   };
   const version = await k.kc.makeApiClient(VersionApi).getCode();
   const objects = helmTemplate(release, namespace, values, version.gitVersion);
+  if (selfManaged) {
+    // url mode renders no ServiceAccount, RBAC, Secret or Lease (no in-cluster webhook); take them
+    // from the in-cluster rendering, as a webhook replica would have them.
+    const inCluster = helmTemplate(
+      release,
+      namespace,
+      { ...values, webhook: { ...(values.webhook as object), url: '' } },
+      version.gitVersion,
+    );
+    const wanted = new Set([
+      'ServiceAccount',
+      'Role',
+      'RoleBinding',
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'Secret',
+      'Lease',
+    ]);
+    objects.push(...inCluster.filter((o) => wanted.has(o.kind as string)));
+  }
   await k.core.createNamespace({ body: { metadata: { name: namespace } } });
   for (const o of objects) {
     await k.objects.create({
@@ -122,17 +163,22 @@ export async function installSidekey(
   writeFileSync(configFile, cm.data?.['config.yaml'] ?? '');
   const certFile = join(dir, 'tls.crt');
   const keyFile = join(dir, 'tls.key');
-  writeFileSync(certFile, tls.certPem);
-  writeFileSync(keyFile, tls.keyPem, { mode: 0o600 });
+  if (!selfManaged) {
+    writeFileSync(certFile, tls.certPem);
+    writeFileSync(keyFile, tls.keyPem, { mode: 0o600 });
+  }
   const install: SidekeyInstall = {
     namespace,
     release,
     webhookConfigName: mwc.metadata.name,
     configFile,
+    certFile,
+    keyFile,
     objects,
     port,
     url,
     tls,
+    metrics: async () => (await httpsGet(port, k.info.caPem, '/metrics')).text,
     startWebhook: async () => {
       const proc = startProc(
         process.execPath,
@@ -145,14 +191,22 @@ export async function installSidekey(
           `--port=${port}`,
         ],
         join(dir, 'webhook.log'),
-        { env: { ...process.env, POD_NAMESPACE: namespace, KUBECONFIG: k.info.kubeconfig } },
+        // debug: skip reasons are logged at debug level.
+        {
+          env: {
+            ...process.env,
+            POD_NAMESPACE: namespace,
+            KUBECONFIG: k.info.kubeconfig,
+            SIDEKEY_LOG_LEVEL: 'debug',
+          },
+        },
       );
       install.webhook = proc;
       await waitFor(
         'sidekey webhook /readyz',
         async () => {
           if (proc.child.exitCode !== null)
-            throw new Error(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
+            throw new GiveUp(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
           return (await httpsStatus(port, k.info.caPem, '/readyz')) === 200 ? true : undefined;
         },
         30_000,
