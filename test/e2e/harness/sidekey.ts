@@ -116,12 +116,16 @@ export async function installSidekey(
     dns: ['localhost'],
   });
   const selfManaged = opts.selfManagedTls === true;
+  const version = await k.kc.makeApiClient(VersionApi).getCode();
   const values = {
+    // Out of the cluster the webhook cannot ask the API server for its version (it only does so
+    // in-cluster), so url mode states it, as the chart's values document.
+    kubernetesVersion: version.gitVersion,
     ...opts.values,
     webhook: { ...(opts.values?.webhook as object), url, ...(selfManaged ? {} : { caBundle: k.info.caPem }) },
     tls: { mode: selfManaged ? 'self-managed' : 'secret', ...(opts.values?.tls as object) },
   };
-  const version = await k.kc.makeApiClient(VersionApi).getCode();
+
   const objects = helmTemplate(release, namespace, values, version.gitVersion);
   if (selfManaged) {
     // url mode renders no ServiceAccount, RBAC, Secret or Lease (no in-cluster webhook); take them
