@@ -107,6 +107,10 @@ export class VaultProvider implements Provider {
   #lastTokenCheck = 0;
   #tokenCheck: Promise<boolean> | undefined;
   readonly #mounts = new Map<string, MountInfo | null>();
+  /** The last read of each dynamic path (shared by the secrets that read it at about the same time). */
+  readonly #issued = new Map<string, { result: Promise<FetchResult> }>();
+  /** The last renewal of each lease (shared likewise). */
+  readonly #renewals = new Map<string, { at: number; ttlMs: number; outcome: Promise<Lease> }>();
   /** Dynamic leases issued to us, revoked on close() when revokeOnShutdown is set. */
   readonly #leases = new Set<string>();
   #closed = false;
@@ -204,8 +208,28 @@ export class VaultProvider implements Provider {
       });
     }
     const query = ref.options.version ? `?version=${ref.options.version}` : '';
-    const body = await this.#call(ctx, 'GET', `${path}${query}`, undefined, ref.raw);
-    return this.#toResult(ref, body, kv2);
+    if (kv2) {
+      return this.#toResult(ref, await this.#call(ctx, 'GET', `${path}${query}`, undefined, ref.raw), true);
+    }
+    // A dynamic secret read by several secrets (one per #key) must be one credential set: a read of
+    // the same path shortly after another returns the set just issued instead of issuing a new one.
+    const key = `${path}${query}`;
+    const recent = this.#issued.get(key);
+    if (recent) {
+      const lease = (await recent.result.catch(() => undefined))?.lease;
+      if (lease && this.#now() - lease.issuedAt < shareWindow(lease.ttlMs)) return recent.result;
+    }
+    const result = this.#call(ctx, 'GET', key, undefined, ref.raw).then((body) =>
+      this.#toResult(ref, body, false),
+    );
+    this.#issued.set(key, { result });
+    result.then(
+      (r) => {
+        if (!r.lease) this.#issued.delete(key);
+      },
+      () => this.#issued.delete(key),
+    );
+    return result;
   }
 
   #toResult(ref: SecretRef, body: unknown, kv2: boolean): FetchResult {
@@ -259,6 +283,19 @@ export class VaultProvider implements Provider {
    * while the current ones are still valid.
    */
   async renew(lease: Lease, ctx: ProviderContext): Promise<Lease> {
+    // Several secrets can hold the same lease (`database/creds/app#username` and `…#password`):
+    // they share one renewal, and its outcome, so they never drift onto different credential sets.
+    const now = this.#now();
+    const prev = this.#renewals.get(lease.id);
+    if (prev && now - prev.at < shareWindow(lease.ttlMs)) return prev.outcome;
+    for (const [id, r] of this.#renewals) if (now - r.at > r.ttlMs) this.#renewals.delete(id);
+    const outcome = this.#renewOnce(lease, ctx);
+    this.#renewals.set(lease.id, { at: now, ttlMs: lease.ttlMs, outcome });
+    outcome.catch(() => {});
+    return outcome;
+  }
+
+  async #renewOnce(lease: Lease, ctx: ProviderContext): Promise<Lease> {
     const where = `lease ${leaseName(lease.id)}`;
     if (!lease.renewable) {
       throw new SkError('SK_ERR_LEASE_NOT_RENEWABLE', `${where}: vault issued it as not renewable`, {
@@ -272,7 +309,9 @@ export class VaultProvider implements Provider {
     } catch (e) {
       if (
         e instanceof SkError &&
-        (e.code === 'SK_ERR_BACKEND_DENIED' || e.code === 'SK_ERR_SOURCE_NOT_FOUND')
+        (e.code === 'SK_ERR_BACKEND_DENIED' ||
+          e.code === 'SK_ERR_SOURCE_NOT_FOUND' ||
+          e.code === 'SK_ERR_BACKEND_RESPONSE')
       ) {
         // Expired or revoked: Vault answers 400/403/404 here; a new fetch is the way out.
         this.#leases.delete(lease.id);
@@ -313,10 +352,12 @@ export class VaultProvider implements Provider {
     if (this.#renewTimer) clearTimeout(this.#renewTimer);
     this.#renewTimer = undefined;
     if (!this.#settings.revokeOnShutdown || !this.#token) return;
-    // Best effort: the agent is stopping; a failed revoke only means the lease runs out on its own.
+    // The agent's signal is already aborted when it closes providers: revoke under a short deadline
+    // of our own. Best effort: a failed revoke only means the lease runs out on its own.
+    const revokeCtx: ProviderContext = { log: ctx.log, signal: AbortSignal.timeout(5000) };
     for (const id of this.#leases) {
       try {
-        await this.#call(ctx, 'PUT', 'sys/leases/revoke', { lease_id: id }, `lease ${leaseName(id)}`, {
+        await this.#call(revokeCtx, 'PUT', 'sys/leases/revoke', { lease_id: id }, `lease ${leaseName(id)}`, {
           retries: 0,
         });
         ctx.log.info({ lease: leaseName(id) }, 'vault lease revoked on shutdown');
@@ -785,6 +826,14 @@ function mapError(e: unknown, method: string, path: string, where: string): SkEr
   }
   const extra = e.status === 403 || e.status === 404 ? '' : detail(e);
   return new SkError(code, `${where}: ${call}: ${why}${extra}`, { where });
+}
+
+/**
+ * Within this time of a lease being issued or renewed, another fetch/renew of the same path/lease
+ * shares the outcome: a third of the TTL, so a shared result still has two thirds to run.
+ */
+function shareWindow(ttlMs: number): number {
+  return ttlMs / 3;
 }
 
 /** Lease ids are not secret, but can be long; keep the path part for logs and messages. */

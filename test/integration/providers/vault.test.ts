@@ -287,6 +287,23 @@ describe('vault dynamic database credentials against a real PostgreSQL', () => {
   }, 60_000);
 });
 
+describe('vault dynamic secrets shared by several secrets', () => {
+  it('reads of the same path share one credential set and one renewal', async () => {
+    const p = approle();
+    const [a, b] = await Promise.all([
+      p.fetch(parseRef('vault:database/creds/app#username'), ctx),
+      p.fetch(parseRef('vault:database/creds/app#password'), ctx),
+    ]);
+    expect(a.lease?.id).toBeDefined();
+    expect(b.lease?.id).toBe(a.lease?.id);
+    expect(b.version).toBe(a.version);
+    const [r1, r2] = await Promise.all([p.renew(a.lease!, ctx), p.renew(b.lease!, ctx)]);
+    expect(r2).toEqual(r1);
+    expect(p.stats.leaseRenewals).toBe(1);
+    await p.close(ctx);
+  });
+});
+
 describe('vault sealed', () => {
   it('a sealed server is SK_ERR_BACKEND_UNAVAILABLE "sealed"', async () => {
     const p = new VaultProvider(
