@@ -108,6 +108,8 @@ export class Engine {
   readonly #coalesceMs: number;
   readonly #writer: AtomicWriter;
   readonly #states: Map<string, SecretState>;
+  /** Secrets reading the same source (same ref but for `#key`), by secret name, itself included. */
+  readonly #peers = new Map<string, readonly SecretState[]>();
   readonly #providers = new Map<string, Provider>();
   readonly #abort = new AbortController();
   readonly #unwatch: Array<() => Promise<void> | void> = [];
@@ -134,6 +136,12 @@ export class Engine {
       log: opts.log,
     });
     this.#states = new Map(spec.secrets.map((s) => [s.name, { secret: s, failures: 0, stale: false }]));
+    const bySource = new Map<string, SecretState[]>();
+    for (const st of this.#states.values()) {
+      const key = sourceKey(st.secret.ref);
+      bySource.set(key, [...(bySource.get(key) ?? []), st]);
+    }
+    for (const group of bySource.values()) for (const st of group) this.#peers.set(st.secret.name, group);
   }
 
   /**
@@ -272,12 +280,22 @@ export class Engine {
     this.#queue = new Map();
     if (this.#stopped || jobs.size === 0) return;
 
-    const toFetch: SecretState[] = [];
-    let statusDirty = false;
+    // Secrets reading one source move together: `database/creds/app#username` and `#password` must
+    // never come from two different fetches (two different credential sets).
+    const expanded = new Map<SecretState, Job>();
     for (const [name, job] of jobs) {
-      const st = this.#states.get(name)!;
-      if (job === 'renew' && (await this.#renew(st))) statusDirty = true;
+      for (const peer of this.#peers.get(name)!) if (expanded.get(peer) !== 'fetch') expanded.set(peer, job);
+    }
+    const toFetch: SecretState[] = [];
+    const renewals = new Map<string, Promise<Lease | undefined>>();
+    let statusDirty = false;
+    for (const [st, job] of expanded) {
+      if (job === 'renew' && (await this.#renew(st, renewals))) statusDirty = true;
       else toFetch.push(st);
+    }
+    // A peer whose lease could not be renewed takes its whole group to the fetch.
+    for (const st of [...toFetch]) {
+      for (const peer of this.#peers.get(st.secret.name)!) if (!toFetch.includes(peer)) toFetch.push(peer);
     }
     if (toFetch.length === 0) {
       if (statusDirty) await this.#writeStatusQuietly();
@@ -327,31 +345,45 @@ export class Engine {
     }
   }
 
-  /** Renew a lease; false when it cannot be renewed and the secret must be fetched anew. */
-  async #renew(st: SecretState): Promise<boolean> {
-    const { secret } = st;
-    const provider = this.#providers.get(secret.ref.provider);
+  /**
+   * Renew a lease; false when it cannot be renewed and the secret must be fetched anew. `renewals`
+   * shares one renewal per lease id within a cycle (peers hold the same lease).
+   */
+  async #renew(st: SecretState, renewals: Map<string, Promise<Lease | undefined>>): Promise<boolean> {
+    const provider = this.#providers.get(st.secret.ref.provider);
     const lease = st.lease;
     if (!provider?.renew || !lease) return false;
+    let pending = renewals.get(lease.id);
+    if (!pending) {
+      pending = this.#callRenew(st.secret, provider, lease);
+      renewals.set(lease.id, pending);
+    }
+    const renewed = await pending;
+    if (!renewed) return false;
+    st.lease = renewed;
+    if (!renewed.renewable || renewed.ttlMs < (st.leaseBaseTtlMs ?? 0) * LEASE_SHORT_FRACTION)
+      st.leaseFinal = true;
+    this.#scheduleNext(st);
+    return true;
+  }
+
+  async #callRenew(secret: ResolvedSecret, provider: Provider, lease: Lease): Promise<Lease | undefined> {
     try {
-      const renewed = await provider.renew(lease, this.#ctx(secret.ref.provider));
-      st.lease = renewed;
-      if (!renewed.renewable || renewed.ttlMs < (st.leaseBaseTtlMs ?? 0) * LEASE_SHORT_FRACTION) {
-        st.leaseFinal = true;
-      }
+      const renewed = await provider.renew!(lease, this.#ctx(secret.ref.provider));
       this.#log.debug(
-        { secretName: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs, final: st.leaseFinal === true },
+        { secretName: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs },
         'lease renewed',
       );
-      this.#scheduleNext(st);
-      return true;
+      return renewed;
     } catch (e) {
       const err = toSkError(e, 'SK_ERR_BACKEND_RESPONSE', `${secret.ref.raw}: lease renewal`);
-      this.#log.warn(
+      // Reaching the max TTL is the normal end of a lease, not a failure.
+      const level = err.code === 'SK_ERR_LEASE_NOT_RENEWABLE' ? 'info' : 'warn';
+      this.#log[level](
         { secretName: secret.name, ref: secret.ref.raw, code: err.code, err: err.message },
         'lease renewal failed; fetching the secret anew',
       );
-      return false;
+      return undefined;
     }
   }
 

@@ -438,6 +438,31 @@ describe('Engine rotation', () => {
     expect(backend.renewCalls.map((t) => t - t0)).toEqual([20_000, 40_000, 60_000, 80_000]);
   });
 
+  it('keeps secrets of one leased source in lock-step: one renewal, one re-fetch, one write', async () => {
+    backend.values.set('creds', { user: 'u1', pass: 'p1' });
+    backend.lease = { ttlMs: 30_000, renewable: true };
+    backend.renewTtlMs = 30_000;
+    let calls = 0;
+    const { engine, notified } = makeEngine(
+      {
+        jitter: 0.4, // a quarter of it on renewals: 2/3 TTL ± 10 %
+        secrets: { 'db-user': { ref: 'fake:creds#user' }, 'db-pass': { ref: 'fake:creds#pass' } },
+      },
+      { random: () => (calls++ % 2 === 0 ? 0 : 0.999999) },
+    );
+    await engine.start();
+    const t0 = clock.now;
+    await clock.advance(55_000);
+    // db-user was due at 18 s, db-pass at 22 s: the first due renews the shared lease for both
+    expect(backend.renewCalls.map((t) => t - t0)).toEqual([18_000, 36_000, 54_000]);
+    backend.renewTtlMs = 'fail';
+    backend.values.set('creds', { user: 'u2', pass: 'p2' });
+    await clock.advance(20_000);
+    expect(backend.fetches).toHaveLength(2);
+    expect([await read('db-user'), await read('db-pass')]).toEqual(['u2', 'p2']);
+    expect(notified).toEqual([['db-pass', 'db-user']]);
+  });
+
   it('stops renewing when a renewal comes back short (max TTL) and re-fetches near the end', async () => {
     backend.values.set('creds', 'user-1');
     backend.lease = { ttlMs: 30_000, renewable: true };
