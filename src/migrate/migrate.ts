@@ -1,6 +1,6 @@
 import { createTwoFilesPatch } from 'diff';
 import { type Document, isMap, isSeq, stringify } from 'yaml';
-import { ANN_INJECT, ENV_PREFIX, PREFIX, SECRET_PREFIX, secretKey } from '../annotations.js';
+import { ANN_CONTAINERS, ANN_INJECT, ENV_PREFIX, PREFIX, SECRET_PREFIX, secretKey } from '../annotations.js';
 import { SkError } from '../errors.js';
 import { parseRef } from '../refs.js';
 import { SECRET_NAME_RE } from '../spec.js';
@@ -203,6 +203,13 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
       return true;
     };
 
+    // The webhook changes only these containers (default: every app container).
+    const targets = w.annotations[ANN_CONTAINERS]
+      ?.split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+    const isTarget = (c: ContainerInfo) => !c.init && (targets === undefined || targets.includes(c.name));
+
     // Pass 1: decide. Pass 2 (below) edits, once conflicts across containers are known.
     const envRemovals: Array<{ c: ContainerInfo; index: number; env: string }> = [];
     const envFromRemovals: Array<{ c: ContainerInfo; index: number; vars: string[] }> = [];
@@ -215,6 +222,10 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
           isRecord(e.valueFrom) && isRecord(e.valueFrom.secretKeyRef) ? e.valueFrom.secretKeyRef : undefined;
         if (ref && c.init) {
           note('warn', INIT_NOTE(e.name, where));
+          return;
+        }
+        if (ref && !isTarget(c)) {
+          note('warn', `${e.name} in ${where} left as is: the container is not listed in ${ANN_CONTAINERS}`);
           return;
         }
         if (ref) {
@@ -248,6 +259,13 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
           note('warn', INIT_NOTE(`envFrom Secret ${secret}`, where));
           return;
         }
+        if (!isTarget(c)) {
+          note(
+            'warn',
+            `envFrom Secret ${secret} in ${where} left as is: the container is not listed in ${ANN_CONTAINERS}`,
+          );
+          return;
+        }
         const keys =
           secretKeys.get(secretId(w.namespace, secret)) ?? secretKeys.get(secretId(ns ?? 'default', secret));
         if (!keys) {
@@ -274,6 +292,23 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
         else
           note('warn', `envFrom Secret ${secret} in ${where}: not every key could be migrated; envFrom kept`);
       });
+    }
+
+    // The webhook removes VAR from every target container: a VAR there that is not from a Secret
+    // (a literal, a ConfigMap, a field ref) would silently disappear, so such a VAR is not migrated.
+    for (const c of w.containers) {
+      if (!isTarget(c) || !Array.isArray(c.container.env)) continue;
+      for (const e of c.container.env) {
+        if (!isRecord(e) || typeof e.name !== 'string' || !plan.has(e.name) || conflicted.has(e.name))
+          continue;
+        const fromSecret = isRecord(e.valueFrom) && isRecord(e.valueFrom.secretKeyRef);
+        if (fromSecret) continue;
+        conflicted.add(e.name);
+        note(
+          'warn',
+          `${e.name} in container ${c.name} is not from a Secret, and the webhook would remove it together with the secret one; left as is`,
+        );
+      }
     }
 
     // Drop removals for variables that turned out to conflict in a later container.

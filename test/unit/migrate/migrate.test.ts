@@ -19,7 +19,7 @@ function migrate(text: string, source = 'in.yaml', opts = {}) {
 /** Every container's env/envFrom of every workload in a migrated text (plain data). */
 function containersOf(text: string) {
   const set = parseManifests(text, 'x');
-  return findWorkloads(set).flatMap((w) => w.containers.map((c) => ({ w, c: c.container })));
+  return findWorkloads(set).flatMap((w) => w.containers.map((c) => ({ w, c: c.container, init: c.init })));
 }
 
 describe('migrate golden outputs', () => {
@@ -161,6 +161,41 @@ describe('migrate behaviour', () => {
     );
   });
 
+  it('a same-named non-secret env var in another app container blocks the migration of that var', () => {
+    const text = stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p' },
+      spec: {
+        containers: [
+          { name: 'a', env: [{ name: 'TOKEN', valueFrom: { secretKeyRef: { name: 's1', key: 'k' } } }] },
+          { name: 'b', env: [{ name: 'TOKEN', value: 'not-a-secret-here' }] },
+        ],
+      },
+    });
+    const r = migrate(text);
+    expect(r.output).toBe(text);
+    expect(formatNotes(r.notes)).toContain('TOKEN in container b is not from a Secret');
+  });
+
+  it('only containers listed in sidekey.io/containers are migrated', () => {
+    const text = stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p', annotations: { 'sidekey.io/containers': 'a' } },
+      spec: {
+        containers: [
+          { name: 'a', env: [{ name: 'A_TOKEN', valueFrom: { secretKeyRef: { name: 's', key: 'a' } } }] },
+          { name: 'b', env: [{ name: 'B_TOKEN', valueFrom: { secretKeyRef: { name: 's', key: 'b' } } }] },
+        ],
+      },
+    });
+    const r = migrate(text);
+    expect(r.migrated.map((m) => m.env)).toEqual(['A_TOKEN']);
+    expect(formatNotes(r.notes)).toContain('B_TOKEN in container b left as is: the container is not listed');
+    expect(r.output).toContain('B_TOKEN');
+  });
+
   it('reuses an existing env-<name> declaration and keeps names unique', () => {
     const text = `kind: Pod
 metadata:
@@ -271,7 +306,9 @@ describe('migrate properties', () => {
         const conflicts = new Set(
           r1.notes.filter((n) => n.level === 'warn').map((n) => n.message.split(' ')[0]),
         );
-        for (const { w, c } of containersOf(r1.output)) {
+        for (const { w, c, init } of containersOf(r1.output)) {
+          // Init containers keep their env secrets (with a note): the webhook does not mount them.
+          if (init) continue;
           const env = (c.env ?? []) as Array<{ name: string; valueFrom?: unknown }>;
           for (const e of env) if (e.valueFrom) expect(conflicts.has(e.name)).toBe(true);
           for (const m of r1.migrated.filter((x) => x.workload.endsWith(`${w.kind}/${w.name}`))) {
