@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -212,6 +213,28 @@ describe('AtomicWriter', () => {
       // not root: EPERM is skipped and the file keeps the process's owner
       expect(st.uid).toBe(process.getuid?.());
     }
+  });
+
+  it('as a non-root user, skips a chown that is not permitted instead of failing', async () => {
+    // A real process running as nobody (we are root here, as in CI) writes with uid/gid 0 asked.
+    await fs.chmod(dir, 0o777);
+    const script = path.join(dir, 'w.mts');
+    await fs.writeFile(
+      script,
+      `import { AtomicWriter } from ${JSON.stringify(path.resolve('src/writer.ts'))};
+       const w = new AtomicWriter({ dir: process.argv[2], uid: 0, gid: 0 });
+       const r = await w.write(new Map([['a', { data: Buffer.from('x'), mode: 0o440 }]]));
+       process.stdout.write(JSON.stringify({ written: r.written }));`,
+    );
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, path.join(dir, 'out')], {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+    });
+    expect(r.error).toBeUndefined();
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: '{"written":true}' });
+    const st = await fs.stat(path.join(dir, 'out', 'a'));
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([65534, 65534, 0o440]);
   });
 
   it('writes the status file atomically with mode 0444, and no values', async () => {
