@@ -185,6 +185,8 @@ export class AtomicWriter {
     const changed = diff(oldFiles, newFiles);
     if (oldGen !== undefined && changed.length === 0) {
       await this.#linkVisible(clean);
+      // (11) also here: a restarted agent finds its predecessor's leftovers
+      await this.#sweep(oldGen);
       this.#log.debug({ dir: this.dir, generation: oldGen }, 'files unchanged, nothing written');
       return { written: false, changed: [], generation: oldGen };
     }

@@ -137,6 +137,10 @@ describe('AtomicWriter', () => {
     await fs.symlink('..2020_01_01_00_00_00.crash1', path.join(dir, '..data_tmp'));
     const r = await w.write(payload({ a: '2' }));
     expect(await generations(dir)).toEqual([r.generation]);
+    // an unchanged write (a restarted agent) cleans up too
+    await fs.mkdir(path.join(dir, '..2020_01_01_00_00_00.crash2'));
+    expect((await new AtomicWriter({ dir }).write(payload({ a: '2' }))).written).toBe(false);
+    expect(await generations(dir)).toEqual([r.generation]);
   });
 
   it('re-creates a deleted user-visible symlink even when the content is unchanged', async () => {
