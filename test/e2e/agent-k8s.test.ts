@@ -92,4 +92,33 @@ describe('k8s: provider from an injected pod', () => {
     expect(run.proc.log()).not.toContain(CANARY);
     expect(sk.webhook?.log()).not.toContain(CANARY);
   });
+
+  it("authenticates as the pod's service account: RBAC denies a Secret the Role does not name", async () => {
+    await k.core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'not-granted' }, stringData: { password: CANARY } },
+    });
+    await k.core.createNamespacedPod({
+      namespace: ns,
+      body: pod('denied', { 'sidekey.io/inject': 'true', 'sidekey.io/secret-x': 'k8s:not-granted#password' }),
+    });
+    const stored = await k.core.readNamespacedPod({ name: 'denied', namespace: ns });
+    const denied = await runAgent(k, stored);
+    try {
+      const line = await waitFor(
+        'the agent to report the denial',
+        async () =>
+          denied.proc
+            .log()
+            .split('\n')
+            .find((l) => l.includes('SK_ERR_BACKEND_DENIED')),
+        30_000,
+      );
+      expect(line).toContain('not-granted');
+      expect(existsSync(join(denied.local('/run/sidekey'), 'x'))).toBe(false);
+      expect(denied.proc.log()).not.toContain(CANARY);
+    } finally {
+      await denied.proc.stop();
+    }
+  });
 });
