@@ -55,6 +55,8 @@ export const LEASE_RENEW_AT = 2 / 3;
 export const LEASE_REFETCH_AT = 0.85;
 /** A renewal granting less than this fraction of the original TTL means the lease's max TTL is near. */
 const LEASE_SHORT_FRACTION = 0.9;
+/** The shortest retry delay, whatever `backoff.initial` says: a failing secret never spins. */
+export const MIN_RETRY_MS = 100;
 /** setTimeout's limit; longer delays fire early, which only means an early refresh. */
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -503,7 +505,7 @@ export class Engine {
   #backoff(failures: number): number {
     const { initialMs, maxMs } = this.#spec.backoff;
     const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 40));
-    return Math.round(base * (1 - this.#spec.jitter * this.#random()));
+    return Math.max(MIN_RETRY_MS, Math.round(base * (1 - this.#spec.jitter * this.#random())));
   }
 
   #clearTimers(st: SecretState): void {

@@ -348,6 +348,20 @@ describe('Engine rotation', () => {
     expect(backend.fetchTimes('bad')).toHaveLength(n + 1);
   });
 
+  it('never retries faster than 100 ms, even with backoff.initial 0', async () => {
+    backend.values.set('a', 'x');
+    const { engine } = makeEngine({
+      refresh: '10s',
+      jitter: 0,
+      backoff: { initial: '0', max: '0' },
+      secrets: { a: { ref: 'fake:a' } },
+    });
+    await engine.start();
+    backend.failing.add('a');
+    await clock.advance(10_000 + 1_000);
+    expect(backend.fetchTimes('a')).toHaveLength(1 + 1 + 10);
+  });
+
   it('max-stale keep: marks the secret stale and keeps serving it', async () => {
     backend.values.set('a', 'v1');
     const { engine, fatal } = makeEngine({
