@@ -22,7 +22,8 @@ import { formatOnChange } from './on-change.js';
  * - `signal:<SIG>@<name>` — to the lowest pid whose `/proc/<pid>/comm` is `name` (the kernel keeps 15
  *   characters of it) or whose argv[0] has the base name `name`; sidekey itself is never chosen.
  * - `http:<url>` — POST `{"files": [...], "at": "<ISO time>"}` with a timeout; retried on network
- *   errors, 429 and 5xx (`retries` more times, 250 ms then 500 ms…).
+ *   errors, 429 and 5xx (`retries` more times, 250 ms then 500 ms…). `user:password@` in the URL is
+ *   sent as basic auth; logs and errors show the URL without credentials or query.
  * - `exec:<cmd>` — spawned without a shell, with `SIDEKEY_CHANGED_FILES` (one path a line) in its
  *   environment, killed after the timeout; its output is discarded (it might print secrets).
  *
@@ -219,15 +220,23 @@ async function postHttp(url: string, files: readonly string[], opts: NotifierOpt
   // Log the URL without query or credentials: they may carry a token.
   const u = new URL(url);
   const shown = `${u.origin}${u.pathname}`;
+  // fetch refuses URLs with credentials: send them as basic auth instead.
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'sidekey' };
+  if (u.username || u.password) {
+    const basic = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+    headers.authorization = `Basic ${Buffer.from(basic).toString('base64')}`;
+    u.username = '';
+    u.password = '';
+  }
   const attempts = 1 + (opts.retries ?? 2);
   const body = JSON.stringify({ files, at: new Date().toISOString() });
   let last = '';
   for (let i = 0; i < attempts; i++) {
     if (i > 0) await sleep(250 * 2 ** (i - 1));
     try {
-      const res = await fetch(url, {
+      const res = await fetch(u, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'user-agent': 'sidekey' },
+        headers,
         body,
         signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
       });
@@ -240,7 +249,8 @@ async function postHttp(url: string, files: readonly string[], opts: NotifierOpt
       if (res.status < 500 && res.status !== 429) break;
     } catch (e) {
       const err = e as Error & { cause?: { code?: string } };
-      last = err.name === 'TimeoutError' ? 'timed out' : (err.cause?.code ?? err.message);
+      // Never err.message: it can repeat the URL with its query.
+      last = err.name === 'TimeoutError' ? 'timed out' : (err.cause?.code ?? err.name);
     }
   }
   throw new SkError('SK_ERR_NOTIFY', `http:${shown}: POST failed: ${last}`);

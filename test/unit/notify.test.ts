@@ -182,6 +182,29 @@ describe('createNotifier', () => {
     expect(errors).toEqual([]);
   });
 
+  it('sends user:password from the URL as basic auth, and never shows them', async () => {
+    const auth: string[] = [];
+    const s = http.createServer((req, res) => {
+      auth.push(req.headers.authorization ?? '');
+      res.statusCode = 500;
+      res.end();
+    });
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    const { n, errors } = notifier(
+      parseOnChange(`http:http://app:s3cr%40t@127.0.0.1:${port}/reload`, 'test'),
+      {
+        retries: 0,
+      },
+    );
+    n.changed(['a']);
+    await n.flush();
+    expect(auth).toEqual([`Basic ${Buffer.from('app:s3cr@t').toString('base64')}`]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toBe(`http:http://127.0.0.1:${port}/reload: POST failed: HTTP 500`);
+  });
+
   it('an http failure is an SK_ERR_NOTIFY without the query string, and is not retried on 404', async () => {
     const srv = await server((_b, res) => {
       res.statusCode = 404;
