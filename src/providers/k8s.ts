@@ -77,6 +77,11 @@ interface Client {
   readonly namespace: string;
 }
 
+/** The connection as configured; the token, when it comes from a file, is added per request. */
+interface Connection extends Client {
+  readonly tokenFile: string | undefined;
+}
+
 interface SecretRead {
   readonly data: Record<string, string | Buffer>;
   readonly version: string;
@@ -103,7 +108,9 @@ function readIfExists(p: string): string | undefined {
 
 class K8sProvider implements Provider {
   readonly name = 'k8s';
-  #client: Promise<Client> | undefined;
+  #conn: Promise<Connection> | undefined;
+  /** The client for the token last read from the token file. */
+  #current: { token: string; client: Client } | undefined;
   /** Last resourceVersion seen per Secret name (fetch and watch agree on it). */
   readonly #known = new Map<string, string>();
   readonly #watch: Required<K8sWatchOptions>;
@@ -119,24 +126,51 @@ class K8sProvider implements Provider {
     };
   }
 
-  /** The API client, built once on first use (the Kubernetes client is loaded only then). */
-  client(): Promise<Client> {
-    this.#client ??= this.#connect().catch((e: unknown) => {
-      this.#client = undefined;
+  /**
+   * The API client. The connection is built once on first use (the Kubernetes client is loaded only
+   * then); a token file is re-read on every call, so a rotated projected token is picked up at once,
+   * and trimmed (a token file written with a trailing newline would otherwise be an invalid header).
+   */
+  async client(): Promise<Client> {
+    this.#conn ??= this.#connect().catch((e: unknown) => {
+      this.#conn = undefined;
       throw e;
     });
-    return this.#client;
+    const conn = await this.#conn;
+    if (!conn.tokenFile) return conn;
+    let token: string;
+    try {
+      token = readFileSync(conn.tokenFile, 'utf8').trim();
+    } catch (e) {
+      throw new SkError(
+        'SK_ERR_BACKEND_AUTH',
+        `k8s: cannot read the service-account token file ${conn.tokenFile} (${(e as { code?: string }).code ?? 'error'})`,
+        { where: 'backends.k8s.tokenFile' },
+      );
+    }
+    if (this.#current?.token !== token) {
+      const kc = new conn.k8s.KubeConfig();
+      const cluster = conn.kc.getCurrentCluster();
+      if (cluster) kc.loadFromClusterAndUser(cluster, { name: 'sidekey', token });
+      this.#current = {
+        token,
+        client: { k8s: conn.k8s, kc, api: kc.makeApiClient(conn.k8s.CoreV1Api), namespace: conn.namespace },
+      };
+    }
+    return this.#current.client;
   }
 
-  async #connect(): Promise<Client> {
+  async #connect(): Promise<Connection> {
     const k8s = await import('@kubernetes/client-node');
     const s = this.settings;
     const kc = new k8s.KubeConfig();
     const saToken = `${K8S_SA_DIR}/token`;
-    const tokenUser = (file: string): K8s.User => ({
-      name: 'sidekey',
-      authProvider: { name: 'tokenFile', config: { tokenFile: file } },
-    });
+    let tokenFile: string | undefined;
+    // The token is set per request by client(); the user here carries none.
+    const tokenUser = (file: string): K8s.User => {
+      tokenFile = file;
+      return { name: 'sidekey' };
+    };
     try {
       if (s.server) {
         const ca = s.caCert ?? (existsSync(`${K8S_SA_DIR}/ca.crt`) ? `${K8S_SA_DIR}/ca.crt` : undefined);
@@ -186,7 +220,7 @@ class K8sProvider implements Provider {
       readIfExists(`${K8S_SA_DIR}/namespace`) ??
       ctxNs ??
       'default';
-    return { k8s, kc, api: kc.makeApiClient(k8s.CoreV1Api), namespace };
+    return { k8s, kc, api: kc.makeApiClient(k8s.CoreV1Api), namespace, tokenFile };
   }
 
   /** GET the Secret; errors mapped to SkErrors naming the ref and the call. */

@@ -151,6 +151,22 @@ describe('k8s provider (API emulator)', () => {
     expect(missing.message).toContain('namespace elsewhere');
   });
 
+  it('re-reads the token file, so a rotated projected token is used at once (trailing newline ignored)', async () => {
+    api.put(NS, 'rot', { k: 'v' });
+    api.tokens.set('rotated-token', '*');
+    const file = tokenFile(`${TOKEN}\n`);
+    const p = make({ server, tokenFile: file, namespace: NS });
+    await p.fetch(parseRef('k8s:rot'), ctx);
+    expect(api.seenTokens.at(-1)).toBe(`Bearer ${TOKEN}`);
+    writeFileSync(file, 'rotated-token');
+    await p.fetch(parseRef('k8s:rot'), ctx);
+    expect(api.seenTokens.at(-1)).toBe('Bearer rotated-token');
+    rmSync(file);
+    const err = await catchSkAsync(() => p.fetch(parseRef('k8s:rot'), ctx));
+    expect(err.code).toBe('SK_ERR_BACKEND_AUTH');
+    expect(err.message).toContain('token file');
+  });
+
   it('maps an unreachable API server to SK_ERR_BACKEND_UNAVAILABLE', async () => {
     const dead = new K8sApiEmulator();
     const url = await dead.listen();
