@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type OpenBao, startOpenBao } from '../integration/servers/openbao.ts';
@@ -9,6 +10,16 @@ import { GiveUp, waitFor } from './harness/procs.js';
 import { installSidekey, type SidekeyInstall } from './harness/sidekey.js';
 
 const CANARY = 'SKCANARY-7f3c9e2a-do-not-print';
+
+/** `psql` from the Debian PostgreSQL package (scripts/tools/integration.d/20-postgres.sh). */
+function psql(): string {
+  const root = '/usr/lib/postgresql';
+  for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) {
+    const p = join(root, v, 'bin', 'psql');
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`psql not found under ${root}`);
+}
 const AUDIENCE = 'openbao';
 
 // OpenBao's kubernetes auth method configured against this API server: OpenBao checks the pod's
@@ -133,7 +144,25 @@ describe('OpenBao kubernetes auth from an injected pod', () => {
     );
     const podLogin = metas.find((m) => m?.service_account_namespace === ns);
     expect(podLogin).toMatchObject({ service_account_name: 'default', role: 'app' });
-    // ... and the database role exists in PostgreSQL (a lease OpenBao will renew and revoke).
+    // The dynamic credentials work against the real PostgreSQL...
+    const who = execFileSync(
+      psql(),
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(pg.port),
+        '-U',
+        creds.username,
+        '-d',
+        'postgres',
+        '-tAc',
+        'select current_user',
+      ],
+      { env: { ...process.env, PGPASSWORD: creds.password }, encoding: 'utf8' },
+    );
+    expect(who.trim()).toBe(creds.username);
+    // ... under a lease that OpenBao tracks (renewed by the agent, revoked at the end).
     const leases = await bao.api('LIST', 'sys/leases/lookup/database/creds/app/');
     expect(leases.data.keys.length).toBeGreaterThan(0);
     expect(run.proc.log()).not.toContain(CANARY);
