@@ -1,8 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import YAML from 'yaml';
 import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError, SkError } from '../src/errors.js';
 import { loadSpecFile, loadSpecJson } from '../src/load.js';
 import { createLogger, type Logger } from '../src/log.js';
-import { defaultRegistry } from '../src/providers/index.js';
+import { registryFor } from '../src/providers/lazy.js';
 import type { ProviderRegistry } from '../src/providers/registry.js';
 import type { ResolvedSpec } from '../src/spec.js';
 
@@ -23,21 +25,55 @@ export interface SpecSource {
 /** Load and resolve the spec the way every command does: `-c` file, else `SIDEKEY_SPEC`, else default. */
 export async function loadCommandSpec(
   src: SpecSource,
-  registry: ProviderRegistry = defaultRegistry(),
+  registry?: ProviderRegistry,
 ): Promise<{ spec: ResolvedSpec; registry: ProviderRegistry; source: string }> {
-  if (src.config !== undefined) {
-    return { spec: await loadSpecFile(src.config, { registry }), registry, source: src.config };
-  }
   const json = src.fromEnv ? process.env[SPEC_ENV] : undefined;
-  if (json !== undefined && json.trim() !== '') {
-    return { spec: await loadSpecJson(json, { registry, source: SPEC_ENV }), registry, source: SPEC_ENV };
+  if (src.config === undefined && json !== undefined && json.trim() !== '') {
+    const reg = registry ?? (await registryFor(providersInJson(json)));
+    return { spec: loadSpecJson(json, { registry: reg, source: SPEC_ENV }), registry: reg, source: SPEC_ENV };
   }
-  if (src.defaultFile !== undefined) {
-    return { spec: await loadSpecFile(src.defaultFile, { registry }), registry, source: src.defaultFile };
+  const file = src.config ?? src.defaultFile;
+  if (file === undefined) {
+    throw new SkError('SK_ERR_CLI_USAGE', `no spec: set ${SPEC_ENV} (JSON) or pass -c <file>`, {
+      where: SPEC_ENV,
+    });
   }
-  throw new SkError('SK_ERR_CLI_USAGE', `no spec: set ${SPEC_ENV} (JSON) or pass -c <file>`, {
-    where: SPEC_ENV,
-  });
+  const reg = registry ?? (await registryFor(await providersInFile(file)));
+  return { spec: loadSpecFile(file, { registry: reg }), registry: reg, source: file };
+}
+
+/**
+ * The provider names a spec's refs use, read cheaply before the real load, so that only those
+ * providers are imported. Anything unexpected yields `['?']`, which loads every provider; the real
+ * load then reports the problem with its proper error.
+ */
+export function providersIn(doc: unknown): string[] {
+  const secrets = (doc as { secrets?: unknown } | null)?.secrets;
+  if (secrets === null || typeof secrets !== 'object') return ['?'];
+  const names: string[] = [];
+  for (const s of Object.values(secrets as Record<string, unknown>)) {
+    const ref = (s as { ref?: unknown } | null)?.ref;
+    const m = typeof ref === 'string' ? /^\s*([a-z][a-z0-9-]*):/.exec(ref) : null;
+    names.push(m ? m[1]! : '?');
+  }
+  return names;
+}
+
+function providersInJson(json: string): string[] {
+  try {
+    return providersIn(JSON.parse(json));
+  } catch {
+    return ['?'];
+  }
+}
+
+async function providersInFile(file: string): Promise<string[]> {
+  try {
+    const text = await readFile(file, 'utf8');
+    return providersIn(YAML.parse(text));
+  } catch {
+    return ['?'];
+  }
 }
 
 /** A copy of the spec with another output directory (`-o`); the spec stays frozen. */
