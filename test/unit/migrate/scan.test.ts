@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   classifyLiteral,
@@ -134,5 +135,35 @@ describe('classifyLiteral', () => {
     expect(looksRandom('Zq8vX2mN4pL7rT1wY6bK9cF3hJ5sD0aG')).toBe(true);
     expect(looksRandom('0123456789abcdef0123456789abcdef')).toBe(true);
     expect(looksRandom('hello-world-this-is-fine')).toBe(false);
+  });
+});
+
+describe('scan properties', () => {
+  it('no finding ever carries the value, whatever the name and value', () => {
+    const name = fc.oneof(
+      fc.constantFrom('DB_PASSWORD', 'API_TOKEN', 'SECRET', 'X', 'DATABASE_URL', 'SIGNING_KEY'),
+      fc.stringMatching(/^[A-Z_]{1,12}$/),
+    );
+    const value = fc.oneof(
+      fc.string({ minLength: 6, maxLength: 60 }),
+      fc.stringMatching(/^[A-Za-z0-9+/=_-]{16,64}$/),
+      fc.stringMatching(/^[a-z]{3,8}:\/\/[a-z]{1,8}:[A-Za-z0-9]{6,20}@[a-z.]{3,20}$/),
+    );
+    fc.assert(
+      fc.property(name, value, (n, raw) => {
+        // A marker no output line contains, so a hit can only be the value itself.
+        const v = `Zq~${raw}`;
+        const pod = {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'p' },
+          spec: { containers: [{ name: 'c', env: [{ name: n, value: v }] }] },
+        };
+        const report = scanWorkloads(findWorkloads(parseManifests(JSON.stringify(pod), 'p.json')));
+        const out = formatTable(report) + formatJson(report);
+        expect(out).not.toContain(v.trim());
+      }),
+      { numRuns: 300 },
+    );
   });
 });
