@@ -109,6 +109,12 @@ export function getPath(root: unknown, path: DocPath): unknown {
 
 /** The top-level objects of a document: the object itself, or the items of a `*List`. */
 function objectsOf(value: unknown): Array<{ path: DocPath; obj: Record<string, unknown>; item?: number }> {
+  // A bare JSON array of objects is read like a List.
+  if (Array.isArray(value)) {
+    return value.flatMap((item, i) =>
+      objectsOf(item).map((o) => ({ path: [i, ...o.path], obj: o.obj, item: i })),
+    );
+  }
   if (!isRecord(value)) return [];
   const kind = str(value.kind);
   if (kind?.endsWith('List') && Array.isArray(value.items)) {

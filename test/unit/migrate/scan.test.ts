@@ -62,6 +62,24 @@ describe('scan findings', () => {
     expect(r.findings[0]?.source).toBe('list.json#1[0]');
   });
 
+  it('reads a bare JSON array of objects like a List', () => {
+    const pod = (name: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name },
+      spec: {
+        containers: [
+          { name: 'c', env: [{ name: 'T', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
+        ],
+      },
+    });
+    const r = scanWorkloads(findWorkloads(parseManifests(JSON.stringify([pod('a'), pod('b')]), 'arr.json')));
+    expect(r.findings.map((f) => `${f.source} ${f.workload}`)).toEqual([
+      'arr.json#1[0] Pod/a',
+      'arr.json#1[1] Pod/b',
+    ]);
+  });
+
   it('recognises already-migrated workloads (annotations, injected status, *_FILE)', () => {
     const r = scanFixture('already-migrated.yaml');
     expect(r.summary.alreadyMigrated).toBe(2);
