@@ -7,20 +7,17 @@ import type { Container, Pod, Volume } from './k8s.js';
 import type { Plan } from './validate.js';
 
 /**
- * Stage 4: the injected pod. Pure: returns a new object and leaves `pod` as it was (the diff stage
- * compares the two). The agent goes first among the init containers, so the files exist before any
- * other init container or app container starts.
+ * Stage 4: the injected pod. Pure and copy-on-write: it returns a new object, copies only the objects
+ * on the paths it changes, and shares everything else with `pod` (which is never modified). The diff
+ * stage relies on that sharing: an unchanged subtree is the same reference and costs nothing to compare.
+ * The agent goes first among the init containers, so the files exist before any other init container
+ * or app container starts.
  */
 export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
-  const out: Pod = structuredClone(pod);
-  const spec = out.spec!;
-  out.metadata ??= {};
-  const meta = out.metadata;
-
+  const spec = pod.spec!;
   const volumes: Volume[] = [secretsVolume(plan)];
   const token = tokenVolume(plan);
   if (token) volumes.push(token);
-  spec.volumes = [...(spec.volumes ?? []), ...volumes];
 
   const init: Container[] = [];
   const sidecars: Container[] = [];
@@ -28,12 +25,21 @@ export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
   else init.push(initAgent(plan, d));
   if (plan.mode === 'sidecar') sidecars.push(classicSidecar(plan, d));
 
-  spec.initContainers = [...init, ...(spec.initContainers ?? [])];
-  spec.containers = [
-    ...spec.containers.map((c) => (plan.targets.includes(c.name) ? mountIntoApp(c, plan) : c)),
-    ...sidecars,
-  ];
-  if (plan.shareProcessNamespace) spec.shareProcessNamespace = true;
-  meta.annotations = { ...meta.annotations, [ANN_STATUS]: STATUS_INJECTED };
-  return out;
+  return {
+    ...pod,
+    metadata: {
+      ...pod.metadata,
+      annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED },
+    },
+    spec: {
+      ...spec,
+      ...(plan.shareProcessNamespace ? { shareProcessNamespace: true } : {}),
+      volumes: [...(spec.volumes ?? []), ...volumes],
+      initContainers: [...init, ...(spec.initContainers ?? [])],
+      containers: [
+        ...spec.containers.map((c) => (plan.targets.includes(c.name) ? mountIntoApp(c, plan) : c)),
+        ...sidecars,
+      ],
+    },
+  };
 }

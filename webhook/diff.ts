@@ -19,6 +19,8 @@ export function diffPatch(before: unknown, after: unknown): Operation[] {
  * field-by-field rewrite that reads as if an env var were renamed.
  */
 function namedItems(input: unknown, output: unknown, ptr: Pointer): Operation[] | undefined {
+  // The build stage shares unchanged subtrees with the input: same reference, nothing to compare.
+  if (input === output) return [];
   if (
     isNamed(input) &&
     isNamed(output) &&

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { createLogger, type Logger, silentLogger } from '../src/log.js';
 import { reviewAdmission } from './admission.js';
 import { loadWebhookConfig, nativeSidecarsEnabled, type WebhookConfig } from './config.js';
@@ -33,7 +33,8 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
   const metrics = opts.metrics ?? createMetrics();
   const app = Fastify({
     loggerInstance: log,
-    disableRequestLogging: true,
+    // One line per admission is logged by the handler itself, without request bodies.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
     // Close idle keep-alive connections on shutdown; in-flight requests finish first.
