@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SkError } from '../../../src/errors.ts';
+import { sanitiseVaultText, VaultProvider, vaultProvider } from '../../../src/providers/vault.ts';
+import { parseRef } from '../../../src/refs.ts';
+
+const validate = (raw: string) => vaultProvider.validateRef(parseRef(raw), 'secrets.x.ref');
+
+describe('vault: validateRef (syntax only)', () => {
+  it('accepts API paths of KV v1/v2 and dynamic engines', () => {
+    for (const r of [
+      'vault:secret/data/app/db#password',
+      'vault:secret/app/db',
+      'vault:kv/team-a/app.config',
+      'vault:database/creds/app',
+      'vault:secret/app/db?version=3#k',
+    ]) {
+      expect(() => validate(r)).not.toThrow();
+    }
+  });
+
+  it('refuses leading slashes, v1/, dot segments, unknown options and bad versions, naming where', () => {
+    for (const r of [
+      'vault:/secret/app',
+      'vault:v1/secret/app',
+      'vault:secret/../sys/raw',
+      'vault:secret//app',
+      'vault:secret/app?stage=AWSCURRENT',
+      'vault:secret/app?version=0',
+      'vault:secret/app?version=abc',
+      'vault:secret/a b',
+    ]) {
+      let err: unknown;
+      try {
+        validate(r);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, r).toBeInstanceOf(SkError);
+      expect((err as SkError).code).toBe('SK_ERR_REF_SYNTAX');
+      expect((err as SkError).message).toContain('secrets.x.ref');
+    }
+  });
+
+  it('never throws anything but SK_ERR_REF_SYNTAX on arbitrary locators', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (loc) => {
+        const ref = { raw: `vault:${loc}`, provider: 'vault', locator: loc, options: {}, key: undefined };
+        try {
+          vaultProvider.validateRef(ref, 'w');
+        } catch (e) {
+          expect((e as SkError).code).toBe('SK_ERR_REF_SYNTAX');
+        }
+      }),
+    );
+  });
+});
+
+describe('vault: settings and messages', () => {
+  it('needs a service-account token (kubernetes auth)', () => {
+    expect(vaultProvider.needs).toEqual({ serviceAccountToken: true });
+  });
+
+  it('refuses a missing or non-http addr with SK_ERR_BACKEND_CONFIG', () => {
+    expect(() => new VaultProvider({}, { env: {} })).toThrow(/backends\.vault\.addr/);
+    expect(() => new VaultProvider({ addr: 'ftp://x' }, { env: {} })).toThrow(/not http/);
+    expect(() => new VaultProvider({}, { env: { VAULT_ADDR: 'http://127.0.0.1:8200' } })).not.toThrow();
+  });
+
+  it('sanitises Vault error text: tokens, request ids and uuids are removed', () => {
+    const s = sanitiseVaultText(
+      'permission denied\n token hvs.CAESIAbcdefghijklmnopqrstuv request_id=0a1b2c3d-1111-2222-3333-444455556666 for s.AbCdEfGh12345678',
+    );
+    expect(s).not.toMatch(/hvs\.|s\.AbCd|0a1b2c3d/);
+    expect(s).toContain('permission denied');
+    expect(s).not.toContain('\n');
+  });
+});
