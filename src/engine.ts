@@ -306,6 +306,21 @@ export class Engine {
 
     const outcomes = await this.#fetch(toFetch);
     if (this.#stopped) return;
+    // A source's secrets are updated together or not at all: a new #username next to an old
+    // #password would be a broken pair.
+    for (const st of toFetch) {
+      const failed = this.#peers.get(st.secret.name)!.find((p) => !outcomes.get(p.secret.name)?.ok);
+      if (!failed || failed === st || !outcomes.get(st.secret.name)?.ok) continue;
+      const cause = (outcomes.get(failed.secret.name) as Outcome & { ok: false }).error;
+      outcomes.set(st.secret.name, {
+        ok: false,
+        error: new SkError(
+          cause.code,
+          `${st.secret.ref.raw}: not updated, because secret "${failed.secret.name}" of the same source failed (${cause.code})`,
+          { where: st.secret.ref.raw },
+        ),
+      });
+    }
     const good = toFetch.filter((st) => outcomes.get(st.secret.name)!.ok);
     const bad = toFetch.filter((st) => !outcomes.get(st.secret.name)!.ok);
     const at = this.#now();

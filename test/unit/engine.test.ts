@@ -477,6 +477,29 @@ describe('Engine rotation', () => {
     expect(notified).toEqual([['db-pass', 'db-user']]);
   });
 
+  it('updates the secrets of one source together or not at all', async () => {
+    backend.values.set('creds', { user: 'u1', pass: 'p1' });
+    const { engine, secretErrors } = makeEngine({
+      refresh: '10s',
+      jitter: 0,
+      secrets: { 'db-user': { ref: 'fake:creds#user' }, 'db-pass': { ref: 'fake:creds#pass' } },
+    });
+    await engine.start();
+    backend.values.set('creds', { user: 'u2' }); // the new value lacks #pass
+    await clock.advance(10_000);
+    expect(backend.fetches).toHaveLength(2);
+    expect([await read('db-user'), await read('db-pass')]).toEqual(['u1', 'p1']);
+    expect(secretErrors.sort()).toEqual([
+      ['db-pass', 'SK_ERR_KEY_NOT_FOUND'],
+      ['db-user', 'SK_ERR_KEY_NOT_FOUND'],
+    ]);
+    const st = await status();
+    expect(st.secrets['db-user']!.lastError?.message).toContain('same source');
+    backend.values.set('creds', { user: 'u3', pass: 'p3' });
+    await clock.advance(1_000);
+    expect([await read('db-user'), await read('db-pass')]).toEqual(['u3', 'p3']);
+  });
+
   it('stops renewing when a renewal comes back short (max TTL) and re-fetches near the end', async () => {
     backend.values.set('creds', 'user-1');
     backend.lease = { ttlMs: 30_000, renewable: true };
