@@ -80,7 +80,18 @@ export async function runScan(opts: ScanOptions, io: CliIo): Promise<number> {
   }
   let workloads: Workload[];
   if (opts.file !== undefined) {
-    workloads = inputFiles(opts.file).flatMap((f) => findWorkloads(readInput(f, io)));
+    const files = inputFiles(opts.file);
+    const many = files.length > 1 || files[0] !== opts.file;
+    workloads = files.flatMap((f) => {
+      try {
+        return findWorkloads(readInput(f, io));
+      } catch (e) {
+        // In a directory, one unreadable file (a Helm template, say) must not hide the others.
+        if (!many || !(e instanceof SkError) || e.code !== 'SK_ERR_MANIFEST_INVALID') throw e;
+        io.stderr(`warn: ${e.code}: ${e.message}; skipped\n`);
+        return [];
+      }
+    });
   } else {
     const { listClusterWorkloads } = await import('./cluster.js');
     workloads = findWorkloads(

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -54,6 +54,12 @@ describe('sidekey scan (manifests)', () => {
     const sources = JSON.parse(r.stdout).workloads.map((w: { source: string }) => path.basename(w.source));
     expect(sources).toEqual(['a.json#1[0]', 'b.yaml#2']);
     noSecretsIn(r.stdout);
+    // An unparsable file in a directory (a Helm template) is skipped with a warning.
+    writeFileSync(path.join(d, 'c.yaml'), 'kind: Pod\nmetadata:\n  name: {{ .Values.name }\n  labels: [unclosed\n');
+    const r2 = await runCli(['scan', '-f', d, '-o', 'json']);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(JSON.parse(r2.stdout).workloads).toHaveLength(2);
+    expect(r2.stderr).toMatch(/^warn: SK_ERR_MANIFEST_INVALID: .*c\.yaml:\d+: .*; skipped$/m);
   });
 
   it('bad usage exits 2 with one SK_ERR line', async () => {
