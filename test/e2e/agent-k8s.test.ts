@@ -121,4 +121,23 @@ describe('k8s: provider from an injected pod', () => {
       await denied.proc.stop();
     }
   });
+
+  it('init-only mode: the injected init container fetches once, writes and exits 0', async () => {
+    await k.core.createNamespacedPod({
+      namespace: ns,
+      body: pod('once', {
+        'sidekey.io/inject': 'true',
+        'sidekey.io/mode': 'init-only',
+        'sidekey.io/secret-db-password': 'k8s:app-db#password',
+      }),
+    });
+    const stored = await k.core.readNamespacedPod({ name: 'once', namespace: ns });
+    const once = await runAgent(k, stored);
+    expect(once.init).toBe(true);
+    expect(once.container.restartPolicy).toBeUndefined();
+    expect(once.args).toContain('--once');
+    expect(await once.proc.exited).toBe(0);
+    expect(readFileSync(join(once.local('/run/sidekey'), 'db-password'), 'utf8')).toMatch(/^SKCANARY-/);
+    expect(once.proc.log()).not.toContain(CANARY);
+  });
 });
