@@ -121,6 +121,8 @@ export class TlsManager {
   private readonly coordination: CoordinationV1Api;
   /** Lease held until this time (our clock); 0 when not the leader. */
   private leaderUntil = 0;
+  /** The other holder's lease record as last seen, and when we first saw it (our clock). */
+  private observed: { record: string; at: number } | undefined;
   private written: { cert: string; key: string } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
@@ -256,9 +258,13 @@ export class TlsManager {
       } else {
         const spec = lease.spec ?? {};
         const ours = spec.holderIdentity === this.o.identity;
-        const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
+        // Expiry is judged on our own clock, from when we first saw the holder's current record (as
+        // client-go's leader election does), so clock skew between nodes cannot cause a takeover.
+        const record = `${spec.holderIdentity}|${String(spec.renewTime)}|${lease.metadata?.resourceVersion}`;
+        if (this.observed?.record !== record) this.observed = { record, at: started };
         const expired =
-          !spec.holderIdentity || renewed + (spec.leaseDurationSeconds ?? durationSec) * 1000 < started;
+          !spec.holderIdentity ||
+          started - this.observed.at >= (spec.leaseDurationSeconds ?? durationSec) * 1000;
         if (!ours && !expired) {
           this.leaderUntil = 0;
           return false;

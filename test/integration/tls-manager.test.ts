@@ -332,6 +332,32 @@ describe('self-managed webhook TLS (API emulator)', () => {
     expect(api.writes.filter((w) => w.user === follower && !w.path.includes('/leases'))).toEqual([]);
   });
 
+  it('judges lease expiry on its own clock: a skewed renewTime does not trigger a takeover', async () => {
+    // Another replica holds the lease; its node's clock is an hour behind, so renewTime looks stale.
+    const holder = (renewTime: string) => ({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'sidekey-tls-writer', namespace: NS },
+      spec: { holderIdentity: 'pod-other', leaseDurationSeconds: 2, renewTime },
+    });
+    api.put('leases', NS, holder(new Date(Date.now() - 3_600_000).toISOString().replace('Z', '000Z')));
+    const m = manager('a', { leaseDurationMs: 2000 });
+    expect(await m.renewLeadership()).toBe(false);
+    await new Promise((r) => setTimeout(r, 600));
+    // The holder renews (the record changes): still not expired.
+    api.put('leases', NS, holder(new Date(Date.now() - 3_599_000).toISOString().replace('Z', '000Z')));
+    expect(await m.renewLeadership()).toBe(false);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await m.renewLeadership()).toBe(false);
+    // The holder stops renewing: after a full lease duration without a change, we take over.
+    await new Promise((r) => setTimeout(r, 2100));
+    expect(await m.renewLeadership()).toBe(true);
+    expect(api.get('leases', NS, 'sidekey-tls-writer')?.spec).toMatchObject({
+      holderIdentity: 'pod-a',
+      leaseTransitions: 1,
+    });
+  });
+
   it('renews before expiry: a new serving certificate alone, then a new CA with the old one kept in the bundle', async () => {
     let clock = Date.now() - 70 * DAY;
     const m = manager('a', {
