@@ -135,8 +135,9 @@ interface Fingerprint {
  *     later write or by a timer, so a reader that resolved `..data` just before the swap can still
  *     open its files. Generations and temp files a crash left behind are removed at once.
  *
- * A failure in steps 5–8 removes the new generation and leaves the old one live. Failures in 10–11
- * are logged and do not fail the write: the new set is already live and complete.
+ * A failure in steps 5–8 removes the new generation and leaves the old one live. A failure in step 9
+ * is an SK_ERR_WRITE although the new set is live (a new name may be missing; the next write retries
+ * it). Failures in 10–11 are logged and do not fail the write: the new set is live and complete.
  *
  * Ownership: with `uid`/`gid` set, files are chowned. When that is not permitted (EPERM) and the
  * process is not root, it is skipped and logged at debug (a laptop running `sidekey dev`); as root an
