@@ -348,6 +348,28 @@ describe('Engine rotation', () => {
     expect(backend.fetchTimes('bad')).toHaveLength(n + 1);
   });
 
+  it('a failed write keeps the old files live and is retried with backoff', async () => {
+    backend.values.set('a', 'v1');
+    const { engine, secretErrors, notified } = makeEngine({
+      refresh: '10s',
+      jitter: 0,
+      backoff: { initial: '1s', max: '1s' },
+      secrets: { a: { ref: 'fake:a' } },
+    });
+    await engine.start();
+    // a directory where the writer puts its ..data_tmp symlink makes step 7 fail
+    await fs.mkdir(path.join(out, '..data_tmp', 'blocker'), { recursive: true });
+    backend.values.set('a', 'v2');
+    await clock.advance(10_000);
+    expect(await read('a')).toBe('v1');
+    expect(secretErrors).toEqual([['a', 'SK_ERR_WRITE']]);
+    expect((await status()).secrets.a!.lastError?.code).toBe('SK_ERR_WRITE');
+    await fs.rm(path.join(out, '..data_tmp'), { recursive: true });
+    await clock.advance(1_000);
+    expect(await read('a')).toBe('v2');
+    expect(notified).toEqual([['a']]);
+  });
+
   it('never retries faster than 100 ms, even with backoff.initial 0', async () => {
     backend.values.set('a', 'x');
     const { engine } = makeEngine({
