@@ -1,0 +1,133 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import jsonpatch from 'fast-json-patch';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { CANARY, runCli } from '../helpers/cli.ts';
+
+/**
+ * `sidekey inject` as a real process (the built CLI): Pods and every workload kind, YAML and JSON,
+ * multi-document, stdin; mutated objects or patches; unchanged objects with the reason on stderr;
+ * exit 2 naming the annotation and the code on invalid annotations. A literal secret in an opted-in
+ * pod's env (the canary) is removed by the injection and never printed.
+ */
+
+const annotations = {
+  'sidekey.io/inject': 'true',
+  'sidekey.io/secret-db': 'vault:secret/data/shop/db#password',
+  'sidekey.io/env-db': 'DB_PASSWORD',
+};
+const podSpec = {
+  containers: [{ name: 'app', image: 'shop/app:1', env: [{ name: 'DB_PASSWORD', value: CANARY }] }],
+};
+const template = { metadata: { labels: { app: 'shop' }, annotations }, spec: podSpec };
+
+const workloads: Record<string, unknown>[] = [
+  { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', annotations }, spec: podSpec },
+  { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { template } },
+  { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 's' }, spec: { template } },
+  { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'ds' }, spec: { template } },
+  { apiVersion: 'apps/v1', kind: 'ReplicaSet', metadata: { name: 'rs' }, spec: { template } },
+  { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'j' }, spec: { template } },
+  {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { name: 'cj' },
+    spec: { schedule: '* * * * *', jobTemplate: { spec: { template } } },
+  },
+];
+const plain = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'plain' },
+  spec: { containers: [{ name: 'app', image: 'a' }] },
+};
+const service = {
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name: 'svc' },
+  spec: { ports: [{ port: 80 }] },
+};
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'sk-inject-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// biome-ignore lint/suspicious/noExplicitAny: tests read deep fields of arbitrary manifests
+type Json = Record<string, any>;
+
+function podOf(obj: Record<string, unknown>): Json {
+  const spec = obj.spec as Json;
+  if (obj.kind === 'Pod') return obj as Json;
+  if (obj.kind === 'CronJob') return spec.jobTemplate.spec.template;
+  return spec.template;
+}
+
+describe('sidekey inject', () => {
+  it('mutates Pods and every workload kind from multi-document YAML; others unchanged with a reason', async () => {
+    const file = path.join(dir, 'all.yaml');
+    writeFileSync(file, [...workloads, plain, service].map((o) => YAML.stringify(o)).join('---\n'));
+    const r = await runCli(['inject', '-f', file, '--kube-version', '1.30']);
+    expect(r.code, r.stderr).toBe(0);
+    const docs = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, unknown>);
+    expect(docs.map((d) => d.kind)).toEqual([...workloads.map((w) => w.kind), 'Pod', 'Service']);
+    for (const d of docs.slice(0, workloads.length)) {
+      const pod = podOf(d);
+      expect(pod.metadata.annotations['sidekey.io/status'], String(d.kind)).toBe('injected');
+      expect(pod.spec.initContainers[0]).toMatchObject({ name: 'sidekey-agent', restartPolicy: 'Always' });
+      expect(pod.spec.containers[0].env).toEqual([{ name: 'DB_PASSWORD_FILE', value: '/run/sidekey/db' }]);
+    }
+    expect(docs[workloads.length]).toEqual(plain);
+    expect(docs[workloads.length + 1]).toEqual(service);
+    expect(r.stderr).toContain('Pod/plain: unchanged: not opted in');
+    expect(r.stderr).toContain('Service/svc: unchanged: kind Service has no pod template');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+  });
+
+  it('reads JSON from stdin and prints one patch per object that applies to it', async () => {
+    const input = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [workloads[1], plain] });
+    const r = await runCli(['inject', '-f', '-', '--patch'], { input });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    const patch = JSON.parse(lines[0]!);
+    const applied = jsonpatch.applyPatch(structuredClone(workloads[1]), patch, true, false).newDocument;
+    expect(podOf(applied as Record<string, unknown>).spec.initContainers[0].name).toBe('sidekey-init');
+    expect(JSON.parse(lines[1]!)).toEqual([]);
+    expect(r.stdout).not.toContain(CANARY);
+  });
+
+  it('exits 2 with one line naming the annotation and the code, printing nothing else', async () => {
+    const bad = {
+      ...workloads[1],
+      spec: {
+        template: {
+          ...template,
+          metadata: { annotations: { ...annotations, 'sidekey.io/refresh-db': 'sometimes' } },
+        },
+      },
+    };
+    const file = path.join(dir, 'bad.yaml');
+    writeFileSync(file, `${YAML.stringify(plain)}---\n${YAML.stringify(bad)}`);
+    const r = await runCli(['inject', '-f', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('SK_ERR_'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^SK_ERR_DURATION_INVALID: Deployment\/d: sidekey\.io\/refresh-db: /);
+  });
+
+  it('exits 2 on a file that is not YAML', async () => {
+    const file = path.join(dir, 'broken.yaml');
+    writeFileSync(file, 'kind: Pod\nmetadata: {name: [unclosed\n');
+    const r = await runCli(['inject', '-f', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^SK_ERR_MANIFEST_INVALID: .*broken\.yaml/m);
+  });
+});
