@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { runCli } from '../helpers/cli.ts';
+import { CANARY, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { K8sApiEmulator } from './providers/k8s-api-emulator.ts';
 
@@ -55,7 +55,10 @@ describe('sidekey scan (manifests)', () => {
     expect(sources).toEqual(['a.json#1[0]', 'b.yaml#2']);
     noSecretsIn(r.stdout);
     // An unparsable file in a directory (a Helm template) is skipped with a warning.
-    writeFileSync(path.join(d, 'c.yaml'), 'kind: Pod\nmetadata:\n  name: {{ .Values.name }\n  labels: [unclosed\n');
+    writeFileSync(
+      path.join(d, 'c.yaml'),
+      'kind: Pod\nmetadata:\n  name: {{ .Values.name }\n  labels: [unclosed\n',
+    );
     const r2 = await runCli(['scan', '-f', d, '-o', 'json']);
     expect(r2.code, r2.stderr).toBe(0);
     expect(JSON.parse(r2.stdout).workloads).toHaveLength(2);
@@ -130,6 +133,18 @@ current-context: emu
       'Deployment/payments-api',
     ]);
     expect(j.summary.findings).toBe(12);
+    noSecretsIn(r.stdout, r.stderr);
+  });
+
+  it('migrate --cluster reads the key names of envFrom Secrets (never their values)', async () => {
+    api.put('logging', 'elastic-credentials', { USER: 'shipper', PASSWORD: CANARY });
+    const r = await runCli(['migrate', '-f', fx('workloads.yaml'), '--cluster'], {
+      env: { KUBECONFIG: kubeconfig },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('sidekey.io/secret-es-password: k8s:elastic-credentials#PASSWORD');
+    expect(r.stdout).toContain('sidekey.io/env-es-user: ES_USER');
+    expect(r.stderr).not.toContain('its keys are unknown');
     noSecretsIn(r.stdout, r.stderr);
   });
 
