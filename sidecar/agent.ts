@@ -29,7 +29,7 @@ export const EXIT_FILE_POLL_MS = 500;
 
 /** Run the agent; resolves with the process exit code. */
 export async function runAgent(opts: AgentOptions): Promise<number> {
-  if (opts.probe) return probe(opts);
+  if (opts.probe) return (await import('./probe.js')).runProbe(opts);
   if (opts.once) return once(opts);
   return longRunning(opts);
 }
@@ -44,17 +44,6 @@ export function exitFilePath(spec: ResolvedSpec): string | undefined {
   const f = spec.agent.exitFile;
   if (f === undefined) return undefined;
   return path.resolve(spec.backends.file?.baseDir ?? process.cwd(), f);
-}
-
-async function probe(opts: AgentOptions): Promise<number> {
-  try {
-    const { spec } = await loadCommandSpec({ config: opts.config, fromEnv: true });
-    if (existsSync(readyMarker(spec))) return 0;
-    process.stderr.write(`not ready: no complete write in ${spec.output.dir} yet\n`);
-    return 1;
-  } catch (e) {
-    return reportError(e);
-  }
 }
 
 async function once(opts: AgentOptions): Promise<number> {

@@ -15,6 +15,12 @@ export function register(program: Command): void {
       '\nExit codes: 0 ok, 1 run-time failure, 2 invalid spec. Logs are JSON lines on stderr.',
     )
     .action(async (opts: { config?: string; once?: boolean; probe?: boolean }) => {
+      // The probe runs often inside the agent's container: it loads only what it needs.
+      if (opts.probe) {
+        const { runProbe } = await import('../../sidecar/probe.js');
+        process.exitCode = await runProbe(opts);
+        return;
+      }
       const { runAgent } = await import('../../sidecar/agent.js');
       const { exitProcess } = await import('../../sidecar/common.js');
       await exitProcess(await runAgent(opts));

@@ -88,3 +88,17 @@ describe('dev output', () => {
     expect(lines[2]).toMatch(/api-token +\(mode 0440, template\)/);
   });
 });
+
+describe('agent --probe', () => {
+  test('reads output.dir the way the spec loader resolves it', async () => {
+    const { DEFAULT_OUTPUT_DIR, probeOutputDir } = await import('../../../sidecar/probe.ts');
+    const { DEFAULTS } = await import('../../../src/spec.ts');
+    expect(DEFAULT_OUTPUT_DIR).toBe(DEFAULTS.outputDir);
+    const env = (doc: unknown) => ({ SIDEKEY_SPEC: JSON.stringify(doc) });
+    expect(await probeOutputDir({}, env({ output: { dir: '/run/x' } }))).toBe('/run/x');
+    expect(await probeOutputDir({}, env({ secrets: {} }))).toBe('/run/sidekey');
+    expect(await probeOutputDir({}, env({ output: { dir: 'rel' } }))).toBe(`${process.cwd()}/rel`);
+    await expect(probeOutputDir({}, {})).rejects.toThrow(/no spec/);
+    await expect(probeOutputDir({}, { SIDEKEY_SPEC: '{' })).rejects.toThrow();
+  });
+});
