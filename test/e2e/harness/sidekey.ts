@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import {
   type KubernetesObject,
   type V1ConfigMap,
+  type V1Deployment,
   type V1MutatingWebhookConfiguration,
   VersionApi,
 } from '@kubernetes/client-node';
@@ -100,7 +101,10 @@ export async function installSidekey(
     namespace?: string;
     values?: Record<string, unknown>;
     start?: boolean;
-    /** tls.mode=self-managed: no caBundle and no certificate files; the test runs the TLS manager. */
+    /**
+     * tls.mode=self-managed: no caBundle and no certificate files; the webhook runs with the chart
+     * Deployment's self-managed TLS arguments, as the chart's ServiceAccount.
+     */
     selfManagedTls?: boolean;
   } = {},
 ): Promise<SidekeyInstall> {
@@ -127,6 +131,7 @@ export async function installSidekey(
   };
 
   const objects = helmTemplate(release, namespace, values, version.gitVersion);
+  let chartArgs: string[] | undefined;
   if (selfManaged) {
     // url mode renders no ServiceAccount, RBAC, Secret or Lease (no in-cluster webhook); take them
     // from the in-cluster rendering, as a webhook replica would have them.
@@ -136,6 +141,9 @@ export async function installSidekey(
       { ...values, webhook: { ...(values.webhook as object), url: '' } },
       version.gitVersion,
     );
+    const deployment = inCluster.find((o) => o.kind === 'Deployment') as V1Deployment | undefined;
+    chartArgs = deployment?.spec?.template.spec?.containers.find((c) => c.args?.[0] === 'webhook')?.args;
+    if (!chartArgs) throw new Error('helm template rendered no Deployment running `webhook`');
     const wanted = new Set([
       'ServiceAccount',
       'Role',
@@ -171,6 +179,37 @@ export async function installSidekey(
     writeFileSync(certFile, tls.certPem);
     writeFileSync(keyFile, tls.keyPem, { mode: 0o600 });
   }
+  let saKubeconfig: string | undefined;
+  if (selfManaged) {
+    const sa = objects.find((o) => o.kind === 'ServiceAccount')?.metadata?.name;
+    if (!sa) throw new Error('helm template rendered no ServiceAccount');
+    const token = await k.core.createNamespacedServiceAccountToken({
+      name: sa,
+      namespace,
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
+    saKubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      saKubeconfig,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'e2e',
+            cluster: {
+              server: k.info.server,
+              'certificate-authority-data': Buffer.from(k.info.caPem).toString('base64'),
+            },
+          },
+        ],
+        users: [{ name: sa, user: { token: token.status?.token } }],
+        contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: sa, namespace } }],
+        'current-context': 'e2e',
+      }),
+      { mode: 0o600 },
+    );
+  }
   const install: SidekeyInstall = {
     namespace,
     release,
@@ -184,23 +223,32 @@ export async function installSidekey(
     tls,
     metrics: async () => (await httpsGet(port, k.info.caPem, '/metrics')).text,
     startWebhook: async () => {
+      const local = [
+        `--config=${configFile}`,
+        `--tls-cert=${certFile}`,
+        `--tls-key=${keyFile}`,
+        `--port=${port}`,
+      ];
+      // Self-managed: the Deployment's own arguments (paths and port made local), the certificate
+      // also issued for 127.0.0.1, and the API reached as the chart's ServiceAccount.
+      const args = chartArgs
+        ? [
+            ...chartArgs.filter((a) => !/^--(config|tls-cert|tls-key|port)=/.test(a)),
+            ...local,
+            '--tls-hosts=127.0.0.1',
+          ]
+        : ['webhook', ...local];
       const proc = startProc(
         process.execPath,
-        [
-          join(repo, 'bin', 'sidekey.js'),
-          'webhook',
-          `--config=${configFile}`,
-          `--tls-cert=${certFile}`,
-          `--tls-key=${keyFile}`,
-          `--port=${port}`,
-        ],
+        [join(repo, 'bin', 'sidekey.js'), ...args],
         join(dir, 'webhook.log'),
-        // debug: skip reasons are logged at debug level.
         {
           env: {
             ...process.env,
             POD_NAMESPACE: namespace,
-            KUBECONFIG: k.info.kubeconfig,
+            POD_NAME: `${release}-webhook-0`,
+            KUBECONFIG: saKubeconfig ?? k.info.kubeconfig,
+            // debug: skip reasons are logged at debug level.
             SIDEKEY_LOG_LEVEL: 'debug',
           },
         },
