@@ -294,6 +294,7 @@ class K8sProvider implements Provider {
 /** Watches one Secret by name, falling back to re-reads with backoff while the watch fails. */
 class SecretWatcher {
   #stopped = false;
+  #warned = false;
   #controller: AbortController | undefined;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
@@ -407,7 +408,16 @@ class SecretWatcher {
           (err: unknown) => {
             if (err && !this.#stopped) {
               const status = (err as { statusCode?: unknown }).statusCode;
-              this.ctx.log.debug({ secret: this.name, status }, 'k8s watch ended with an error');
+              if ((status === 401 || status === 403) && !this.#warned) {
+                // Once: without watch rights the agent still works, by re-reading with backoff.
+                this.#warned = true;
+                this.ctx.log.warn(
+                  { secret: this.name, status },
+                  `k8s: watch secrets/${this.name} denied (${status}); falling back to periodic re-reads (grant watch and list on it)`,
+                );
+              } else {
+                this.ctx.log.debug({ secret: this.name, status }, 'k8s watch ended with an error');
+              }
             }
             finish(err ? 'error' : 'closed');
           },

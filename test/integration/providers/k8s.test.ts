@@ -224,6 +224,30 @@ describe('k8s provider (API emulator)', () => {
     expect(new Set(seen)).toEqual(new Set(['k8s:flaky#token']));
   });
 
+  it('watch: without watch rights, warns once and still sees changes by re-reading', async () => {
+    api.put(NS, 'no-watch', { token: 'a' });
+    api.failWatches = 1_000_000;
+    api.failWatchStatus = 403;
+    const lines: string[] = [];
+    const wctx = recordingContext(lines);
+    const p = make({ server, tokenFile: tokenFile(), namespace: NS });
+    const ref = parseRef('k8s:no-watch#token');
+    await p.fetch(ref, wctx);
+    const seen: string[] = [];
+    const stop = p.watch!([ref], (r) => seen.push(r.raw), wctx);
+    try {
+      await until(() => lines.some((l) => l.includes('denied (403)')));
+      api.put(NS, 'no-watch', { token: `b-${CANARY}` });
+      await until(() => seen.length === 1);
+    } finally {
+      await stop();
+      api.failWatches = 0;
+      api.failWatchStatus = 500;
+    }
+    expect(lines.filter((l) => l.includes('"level":"warn"'))).toHaveLength(1);
+    expect(lines.join('\n')).not.toContain(CANARY);
+  });
+
   it('watch: deleting the Secret is reported as a change; fetch then says not found', async () => {
     api.put(NS, 'doomed', { token: 'x' });
     const p = make({ server, tokenFile: tokenFile(), namespace: NS });
