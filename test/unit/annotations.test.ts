@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   ANN_INJECT,
@@ -162,4 +163,18 @@ describe('key table', () => {
     expect(classifyKey('sidekey.io/mode-db')).toMatchObject({ kind: 'secret', name: 'db' });
     expect(classifyKey('sidekey.io/mode').kind).toBe('pod');
   });
+});
+
+describe('docs/annotations.md', () => {
+  const doc = readFileSync(new URL('../../docs/annotations.md', import.meta.url), 'utf8');
+  it.each(documentedKeys())('documents %s', (key) => {
+    expect(doc).toContain(`\`${key}\``);
+  });
+  it.each(BACKEND_SETTINGS.map((s) => [s.key, `backends.${s.backend}.${s.field}`]))(
+    '%s maps to %s as documented',
+    (key, field) => {
+      const row = doc.split('\n').find((l) => l.startsWith(`| \`${key}\``));
+      expect(row).toContain(`\`${field}\``);
+    },
+  );
 });
