@@ -77,6 +77,8 @@ describe('k8s: provider from an injected pod', () => {
     );
     expect(readFileSync(file, 'utf8')).toBe(CANARY);
     expect(existsSync(join(out, '..data'))).toBe(true);
+    // The native sidecar's startupProbe (what gates the app containers) now passes.
+    expect(run.startupProbe()).toBe(0);
 
     // refresh is 1h: only the watch can bring the new value within the wait below.
     await k.core.replaceNamespacedSecret({
@@ -116,6 +118,8 @@ describe('k8s: provider from an injected pod', () => {
       );
       expect(line).toContain('not-granted');
       expect(existsSync(join(denied.local('/run/sidekey'), 'x'))).toBe(false);
+      // ... so the startupProbe keeps failing and the app containers would never start without files.
+      expect(denied.startupProbe()).not.toBe(0);
       expect(denied.proc.log()).not.toContain(CANARY);
     } finally {
       await denied.proc.stop();

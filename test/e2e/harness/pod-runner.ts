@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +24,8 @@ export interface AgentRun {
   /** The `sidekey` arguments (after `agent`). */
   args: string[];
   proc: Proc;
+  /** Runs the container's startupProbe exec command as the kubelet would; returns its exit code. */
+  startupProbe(): number;
 }
 
 /** Finds the injected sidekey agent container (the one handed SIDEKEY_SPEC). */
@@ -185,7 +188,14 @@ export async function runAgent(
       cwd: root,
     },
   );
-  return { container, init, mounts, local, env, args, proc };
+  const startupProbe = (): number => {
+    const cmd = (container.startupProbe?.exec?.command ?? []).map(rewrite);
+    const i = cmd.indexOf('agent');
+    if (i < 0) throw new Error(`container ${container.name}: no exec startupProbe running \`agent\``);
+    const r = spawnSync(process.execPath, [cliBundle, ...cmd.slice(i)], { env, cwd: root, timeout: 30_000 });
+    return r.status ?? -1;
+  };
+  return { container, init, mounts, local, env, args, proc, startupProbe };
 }
 
 async function envValue(k: Kube, p: V1Pod, e: V1EnvVar): Promise<string> {
