@@ -782,7 +782,7 @@ function networkError(e: unknown, where: string): SkError {
   const why =
     code === 'ECONNABORTED' || code === 'ETIMEDOUT'
       ? 'timed out'
-      : code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT'
+      : /CERT|SELF_SIGNED|VERIFY|^ERR_TLS|^ERR_SSL|^EPROTO$/.test(code)
         ? `TLS failed (${code})`
         : `unreachable (${code})`;
   return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${where}: vault ${why}`, { where, cause: e });
