@@ -11,7 +11,9 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
-# Bundles with `npm run build -- --clean` and assembles /rootfs (app bundle + PATH entry).
+# Bundles with `npm run build -- --clean` and assembles /rootfs (app bundle + PATH entry). File times
+# come from SOURCE_DATE_EPOCH (e.g. `--build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`).
+ARG SOURCE_DATE_EPOCH
 RUN bash scripts/image-rootfs.sh --in-place /rootfs
 
 FROM ${NODE_IMAGE}
