@@ -280,9 +280,7 @@ function toResult(ref: SecretRef, out: SecretFields, op: string): FetchResult {
 function matches(id: string, name: string | undefined, arn: string | undefined): boolean {
   if (id === name || id === arn) return true;
   // A partial ARN (without the random 6-character suffix) names the secret too.
-  return (
-    id.startsWith('arn:') && arn !== undefined && arn.startsWith(`${id}-`) && arn.length === id.length + 7
-  );
+  return id.startsWith('arn:') && arn?.startsWith(`${id}-`) === true && arn.length === id.length + 7;
 }
 
 function errName(e: unknown): string {
