@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { type ClusterInfo, startCluster } from './harness/cluster.js';
 
@@ -22,5 +24,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('cluster', cluster.info);
   return async () => {
     await cluster.stop();
+    // Logs stay for post-mortems; etcd's preallocated WAL and the pods' secret files do not.
+    rmSync(join(cluster.info.dir, 'etcd'), { recursive: true, force: true });
+    const pods = join(cluster.info.dir, 'pods');
+    for (const p of existsSync(pods) ? readdirSync(pods) : []) {
+      rmSync(join(pods, p, 'volumes'), { recursive: true, force: true });
+    }
   };
 }

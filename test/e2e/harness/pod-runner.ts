@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
 import type { Kube } from './kube.js';
@@ -137,7 +136,11 @@ export async function runAgent(
   opts: { extraEnv?: Record<string, string>; logFile?: string } = {},
 ): Promise<AgentRun> {
   const { container, init } = agentContainer(stored);
-  const root = mkdtempSync(join(tmpdir(), `sidekey-pod-${stored.metadata?.name}-`));
+  // Under the run's dir (logs kept); the global teardown removes the volumes, which hold secrets.
+  mkdirSync(join(k.info.dir, 'pods'), { recursive: true });
+  const root = mkdtempSync(
+    join(k.info.dir, 'pods', `${stored.metadata?.namespace}-${stored.metadata?.name}-`),
+  );
   const mounts = new Map<string, string>();
   const volumes = new Map((stored.spec?.volumes ?? []).map((v) => [v.name, v]));
   for (const m of container.volumeMounts ?? []) {

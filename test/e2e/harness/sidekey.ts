@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,17 +30,21 @@ export function helmTemplate(
   const dir = mkdtempSync(join(tmpdir(), 'sidekey-helm-'));
   const valuesFile = join(dir, 'values.yaml');
   writeFileSync(valuesFile, stringify(values));
-  const out = execFileSync(
-    tool('helm'),
-    ['template', release, chart, '--namespace', namespace, '--kube-version', kubeVersion, '-f', valuesFile],
-    {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  return parseAllDocuments(out)
-    .map((d) => d.toJS() as KubernetesObject | null)
-    .filter((o): o is KubernetesObject => !!o?.kind);
+  try {
+    const out = execFileSync(
+      tool('helm'),
+      ['template', release, chart, '--namespace', namespace, '--kube-version', kubeVersion, '-f', valuesFile],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    return parseAllDocuments(out)
+      .map((d) => d.toJS() as KubernetesObject | null)
+      .filter((o): o is KubernetesObject => !!o?.kind);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A sidekey install: the chart's objects in the API server and the webhook running as a local process. */
@@ -170,7 +174,8 @@ export async function installSidekey(
   ) as V1ConfigMap;
   if (!mwc?.metadata?.name) throw new Error('helm template rendered no MutatingWebhookConfiguration');
   if (!cm) throw new Error('helm template rendered no ConfigMap with config.yaml');
-  const dir = mkdtempSync(join(tmpdir(), 'sidekey-webhook-'));
+  mkdirSync(join(k.info.dir, 'webhooks'), { recursive: true });
+  const dir = mkdtempSync(join(k.info.dir, 'webhooks', `${release}-`));
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, cm.data?.['config.yaml'] ?? '');
   const certFile = join(dir, 'tls.crt');
