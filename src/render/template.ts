@@ -76,6 +76,9 @@ function createEngine(): Liquid {
     parseLimit: TEMPLATE_MAX_CHARS,
     renderLimit: RENDER_LIMIT_MS,
     memoryLimit: MEMORY_LIMIT,
+    // A fixed locale: without it LiquidJS asks Intl.DateTimeFormat at construction, which loads ICU
+    // data (~6 MiB of the agent's RSS) and makes date output depend on the host.
+    locale: 'en-US',
   });
   for (const name of ['include', 'render', 'layout', 'block']) engine.registerTag(name, DisabledTag);
 
