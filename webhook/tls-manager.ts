@@ -14,6 +14,7 @@ import {
   setHeaderOptions,
   type V1Lease,
   V1MicroTime,
+  type V1MutatingWebhookConfiguration,
   type V1Secret,
 } from '@kubernetes/client-node';
 import * as x509 from '@peculiar/x509';
@@ -33,6 +34,8 @@ export const SECRET_KEYS = {
 } as const;
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+/** A bundle never grows past this many CAs, however often the CA is renewed. */
+const MAX_BUNDLE_CAS = 4;
 /** Certificates start this much in the past so that API servers with a slightly slow clock accept them. */
 const CLOCK_SKEW_MS = 5 * 60_000;
 
@@ -292,6 +295,7 @@ export class TlsManager {
   }> {
     const secret = await this.readSecret();
     const current = secret ? materialOf(secret) : undefined;
+    const config = await this.readWebhookConfig();
     const now = this.now();
     let rotatedCa = false;
     let rotatedCert = false;
@@ -300,7 +304,14 @@ export class TlsManager {
     const ca = current ? parseCert(current.caCert) : undefined;
     if (!current || !ca || this.due(ca, now)) {
       const fresh = await this.issueCa(now);
-      const keep = current ? validCerts(current.caBundle, now) : [];
+      // Keep trusting every unexpired CA, including ones only the webhook configuration still has
+      // (the Secret was deleted or reset): replicas may serve certificates they signed until they sync.
+      const served = (config.webhooks ?? []).map((w) =>
+        Buffer.from(w.clientConfig?.caBundle ?? '', 'base64').toString('utf8'),
+      );
+      const keep = [
+        ...new Set([current?.caBundle ?? '', ...served].flatMap((b) => validCerts(b, now))),
+      ].slice(0, MAX_BUNDLE_CAS - 1);
       next = {
         caCert: fresh.cert,
         caKey: fresh.key,
@@ -328,7 +339,7 @@ export class TlsManager {
     }
 
     // The API server must trust the new CA before any replica serves a certificate it signed.
-    const patchedBundle = await this.ensureBundle(material.caBundle);
+    const patchedBundle = await this.ensureBundle(config, material.caBundle);
     if (rotatedCa || rotatedCert) {
       if (!this.isLeader()) {
         // Lost the lease while generating: the new holder decides; never write without it.
@@ -475,14 +486,17 @@ export class TlsManager {
   }
 
   /** Patch every webhook's caBundle that differs from `bundle`. Returns whether it patched. */
-  private async ensureBundle(bundle: string): Promise<boolean> {
+  private async readWebhookConfig(): Promise<V1MutatingWebhookConfiguration> {
     const name = this.o.webhookConfigName;
-    let config: Awaited<ReturnType<AdmissionregistrationV1Api['readMutatingWebhookConfiguration']>>;
     try {
-      config = await this.admission.readMutatingWebhookConfiguration({ name });
+      return await this.admission.readMutatingWebhookConfiguration({ name });
     } catch (e) {
       throw apiError(e, `mutatingwebhookconfigurations/${name}`, 'get');
     }
+  }
+
+  private async ensureBundle(config: V1MutatingWebhookConfiguration, bundle: string): Promise<boolean> {
+    const name = this.o.webhookConfigName;
     const want = b64(bundle);
     const ops = (config.webhooks ?? []).flatMap((w, i) =>
       w.clientConfig?.caBundle === want

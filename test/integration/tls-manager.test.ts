@@ -407,6 +407,20 @@ describe('self-managed webhook TLS (API emulator)', () => {
     expect(fourth[1]).toBe(ca2);
   });
 
+  it('after the Secret is lost, the new bundle still trusts the CA the API server had', async () => {
+    const m = manager('a');
+    await m.syncOnce();
+    const ca1 = b64d(api.get('secrets', NS, 'sidekey-tls')?.data[SECRET_KEYS.caCert]);
+    api.objects.delete(`secrets/${NS}/sidekey-tls`); // e.g. deleted by hand or by an uninstall
+    expect(await m.syncOnce()).toMatchObject({ rotatedCa: true, patchedBundle: true });
+    const secret = api.get('secrets', NS, 'sidekey-tls');
+    const ca2 = b64d(secret?.data[SECRET_KEYS.caCert]);
+    expect(ca2).not.toBe(ca1);
+    expect(splitPem(b64d(secret?.data[SECRET_KEYS.caBundle]))).toEqual([ca2, ca1]);
+    const mwc = api.get('mutatingwebhookconfigurations', '', 'sidekey-webhook');
+    expect(splitPem(b64d(mwc?.webhooks[0].clientConfig.caBundle))).toEqual([ca2, ca1]);
+  });
+
   it('a served TLS connection verifies with the bundle before and after a CA rotation', async () => {
     let clock = Date.now() - 70 * DAY;
     const m = manager('a', { now: () => clock, caValidityMs: 100 * DAY, certValidityMs: 90 * DAY });
