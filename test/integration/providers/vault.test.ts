@@ -304,6 +304,32 @@ describe('vault dynamic secrets shared by several secrets', () => {
   });
 });
 
+describe('vault rate limiting (real OpenBao rate-limit quota → 429)', () => {
+  it('429s are retried with backoff, bounded, with one login', async () => {
+    await w.bao.api('POST', 'sys/quotas/rate-limit/kv-slow', { path: 'secret/', rate: 2, interval: '1s' });
+    try {
+      const p = new VaultProvider(
+        { addr: w.bao.addr, authMethod: 'token', tokenFile: w.rootTokenFile },
+        { retry: { retries: 4, minTimeoutMs: 400, maxTimeoutMs: 1500 } },
+      );
+      await p.fetch(parseRef('vault:secret/app/db'), ctx); // mount detected, first read
+      await new Promise((r) => setTimeout(r, 1100));
+      const before = p.stats.requests;
+      const results = await Promise.all(
+        Array.from({ length: 6 }, () => p.fetch(parseRef('vault:secret/app/db'), ctx)),
+      );
+      expect(results.every((r) => r.version === 'kv2:2')).toBe(true);
+      const sent = p.stats.requests - before;
+      expect(sent).toBeGreaterThan(6); // some reads were refused with 429 and retried...
+      expect(sent).toBeLessThanOrEqual(6 * 5); // ...within the bound
+      expect(p.stats.logins).toBe(1);
+      await p.close(ctx);
+    } finally {
+      await w.bao.api('DELETE', 'sys/quotas/rate-limit/kv-slow');
+    }
+  });
+});
+
 describe('vault sealed', () => {
   it('a sealed server is SK_ERR_BACKEND_UNAVAILABLE "sealed"', async () => {
     const p = new VaultProvider(
