@@ -154,6 +154,12 @@ export function migrateManifests(set: ManifestSet, opts: MigrateOptions = {}): M
     const refFor = (secret: string, key: string) =>
       mapRef(to, { namespace: nsForRef, secret, key, workload: w.name });
 
+    const optIn = w.annotations[ANN_INJECT];
+    if (optIn !== undefined && optIn !== 'true') {
+      note('warn', `${ANN_INJECT} is "${optIn}": the workload opted out of sidekey, so it is left as is`);
+      continue;
+    }
+
     // Existing declarations: VAR -> name, name -> ref.
     const declaredRef = new Map<string, string>();
     const envToName = new Map<string, string>();

@@ -178,6 +178,22 @@ describe('migrate behaviour', () => {
     expect(formatNotes(r.notes)).toContain('TOKEN in container b is not from a Secret');
   });
 
+  it('a workload that opted out (sidekey.io/inject other than "true") is left as is', () => {
+    const text = stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p', annotations: { 'sidekey.io/inject': 'false' } },
+      spec: {
+        containers: [
+          { name: 'a', env: [{ name: 'T', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
+        ],
+      },
+    });
+    const r = migrate(text);
+    expect(r.output).toBe(text);
+    expect(formatNotes(r.notes)).toContain('opted out of sidekey');
+  });
+
   it('only containers listed in sidekey.io/containers are migrated', () => {
     const text = stringify({
       apiVersion: 'v1',
