@@ -41,7 +41,7 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
     forceCloseConnections: 'idle',
     ...(opts.tls
       ? {
-          https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, allowHTTP1: true },
+          https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const },
         }
       : {}),
   });
