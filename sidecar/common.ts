@@ -153,12 +153,18 @@ export function onceSignal(signals: readonly NodeJS.Signals[]): {
   };
 }
 
-/** Flush what is pending on stdout/stderr, then exit. */
+/** Flush what is pending on stdout/stderr (waiting at most 500 ms, e.g. for a stuck pipe), then exit. */
 export async function exitProcess(code: number): Promise<never> {
-  await Promise.all(
+  const drained = Promise.all(
     [process.stdout, process.stderr].map(
-      (s) => new Promise<void>((r) => (s.writableLength === 0 ? r() : s.write('', () => r()))),
+      (s) =>
+        new Promise<void>((r) => {
+          if (s.writableLength === 0 || s.destroyed) return r();
+          s.once('error', () => r());
+          s.write('', () => r());
+        }),
     ),
   );
+  await Promise.race([drained, new Promise((r) => setTimeout(r, 500).unref())]);
   process.exit(code);
 }
