@@ -13,7 +13,7 @@ import jsonpatch from 'fast-json-patch';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { SECRET_KEYS, splitPem, TlsManager, type TlsManagerOptions } from '../../webhook/tls-manager.js';
-import { spawnCli } from '../helpers/cli.js';
+import { runCli, spawnCli } from '../helpers/cli.js';
 
 /**
  * An emulator of the Kubernetes REST API endpoints the TLS manager uses, following the documented
@@ -531,5 +531,21 @@ describe('self-managed webhook TLS (API emulator)', () => {
       const r = await proc.stop();
       expect(`${r.stdout}${r.stderr}`).not.toContain('PRIVATE KEY');
     }
+  });
+
+  it('`--tls-self-managed` without the webhook configuration name is a usage error naming the flag', async () => {
+    const r = await runCli(
+      [
+        'webhook',
+        `--tls-cert=${path.join(dir, 'x.crt')}`,
+        `--tls-key=${path.join(dir, 'x.key')}`,
+        '--tls-self-managed',
+        `--service=${SVC}`,
+        `--namespace=${NS}`,
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('SK_ERR_CLI_USAGE: --webhook-config is required with --tls-self-managed');
   });
 });
