@@ -415,7 +415,7 @@ describe('helm chart charts/sidekey', () => {
     );
   });
 
-  it('matchConditions can be turned off for clusters older than 1.28', () => {
+  it('matchConditions can be turned off (clusters with the feature gate off)', () => {
     const file = path.join(tmp, 'no-conditions.yaml');
     writeFileSync(file, 'webhook:\n  matchConditions:\n    enabled: false\n');
     const w = webhookOf(render(file));
