@@ -207,6 +207,13 @@ export async function run(): Promise<Row[]> {
       },
       {
         section: SECTION,
+        metric: 'server CPU time per admission (user+sys)',
+        value: (cpu / t.count) * 1e6,
+        unit: 'µs',
+        note: `one core's capacity at this cost: ${Math.round(t.count / cpu)} req/s (what a shared machine hides in the figure above)`,
+      },
+      {
+        section: SECTION,
         metric: 'latency p50 at 500 req/s',
         value: lat.p50,
         unit: 'ms',
