@@ -372,9 +372,12 @@ export class VaultProvider implements Provider {
 
   /** The mount a path lives on (cached per mount), or null when it cannot be told (no access). */
   async #mountOf(locator: string, ctx: ProviderContext): Promise<MountInfo | null> {
+    // The longest known mount containing the path (mounts can nest: secret/ and secret/team/).
+    let best: MountInfo | undefined;
     for (const [prefix, info] of this.#mounts) {
-      if (info && locator.startsWith(prefix)) return info;
+      if (info && locator.startsWith(prefix) && prefix.length > (best?.path.length ?? 0)) best = info;
     }
+    if (best) return best;
     const cached = this.#mounts.get(`?${locator}`);
     if (cached !== undefined) return cached;
     let body: unknown;
