@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { CANARY } from '../helpers/cli.ts';
 import { type ClusterInfo, startCluster } from './harness/cluster.js';
 
 declare module 'vitest' {
@@ -29,6 +30,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const pods = join(cluster.info.dir, 'pods');
     for (const p of existsSync(pods) ? readdirSync(pods) : []) {
       rmSync(join(pods, p, 'volumes'), { recursive: true, force: true });
+    }
+    // Every process log of the run (API server, etcd, webhooks, agents) must be free of the canary.
+    const logs = (readdirSync(cluster.info.dir, { recursive: true }) as string[]).filter((f) =>
+      f.endsWith('.log'),
+    );
+    const hits = logs.filter((f) => readFileSync(join(cluster.info.dir, f), 'utf8').includes(CANARY));
+    if (hits.length > 0) {
+      throw new Error(
+        `canary secret found in e2e process logs: ${hits.join(', ')} (under ${cluster.info.dir})`,
+      );
     }
   };
 }
