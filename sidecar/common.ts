@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import YAML from 'yaml';
 import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError, SkError } from '../src/errors.js';
 import { loadSpecFile, loadSpecJson } from '../src/load.js';
 import { createLogger, type Logger } from '../src/log.js';
@@ -29,8 +28,10 @@ export async function loadCommandSpec(
 ): Promise<{ spec: ResolvedSpec; registry: ProviderRegistry; source: string }> {
   const json = src.fromEnv ? process.env[SPEC_ENV] : undefined;
   if (src.config === undefined && json !== undefined && json.trim() !== '') {
-    const reg = registry ?? (await registryFor(providersInJson(json)));
-    return { spec: loadSpecJson(json, { registry: reg, source: SPEC_ENV }), registry: reg, source: SPEC_ENV };
+    const { value, registry: reg } = await withProviders(json, registry, (r) =>
+      loadSpecJson(json, { registry: r, source: SPEC_ENV }),
+    );
+    return { spec: value, registry: reg, source: SPEC_ENV };
   }
   const file = src.config ?? src.defaultFile;
   if (file === undefined) {
@@ -38,42 +39,39 @@ export async function loadCommandSpec(
       where: SPEC_ENV,
     });
   }
-  const reg = registry ?? (await registryFor(await providersInFile(file)));
-  return { spec: loadSpecFile(file, { registry: reg }), registry: reg, source: file };
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const { value, registry: reg } = await withProviders(text, registry, (r) =>
+    loadSpecFile(file, { registry: r }),
+  );
+  return { spec: value, registry: reg, source: file };
 }
 
 /**
- * The provider names a spec's refs use, read cheaply before the real load, so that only those
- * providers are imported. Anything unexpected yields `['?']`, which loads every provider; the real
- * load then reports the problem with its proper error.
+ * Run `load` with a registry of only the providers the spec text names (so a `file:`-only agent never
+ * imports the cloud clients). The scan is a cheap pattern match, not a parse; if it missed a provider,
+ * the load fails with SK_ERR_PROVIDER_UNKNOWN and is retried with every provider, so the error a user
+ * sees (if any) is the one the full registry gives.
  */
-export function providersIn(doc: unknown): string[] {
-  const secrets = (doc as { secrets?: unknown } | null)?.secrets;
-  if (secrets === null || typeof secrets !== 'object') return ['?'];
-  const names: string[] = [];
-  for (const s of Object.values(secrets as Record<string, unknown>)) {
-    const ref = (s as { ref?: unknown } | null)?.ref;
-    const m = typeof ref === 'string' ? /^\s*([a-z][a-z0-9-]*):/.exec(ref) : null;
-    names.push(m ? m[1]! : '?');
-  }
-  return names;
-}
-
-function providersInJson(json: string): string[] {
+async function withProviders<T>(
+  text: string,
+  given: ProviderRegistry | undefined,
+  load: (r: ProviderRegistry) => T,
+): Promise<{ value: T; registry: ProviderRegistry }> {
+  if (given) return { value: load(given), registry: given };
+  const partial = await registryFor(providersInText(text));
   try {
-    return providersIn(JSON.parse(json));
-  } catch {
-    return ['?'];
+    return { value: load(partial), registry: partial };
+  } catch (e) {
+    if (!(isSkError(e) && e.code === 'SK_ERR_PROVIDER_UNKNOWN')) throw e;
+    const full = await registryFor(['?']);
+    if (full.names().length === partial.names().length) throw e;
+    return { value: load(full), registry: full };
   }
 }
 
-async function providersInFile(file: string): Promise<string[]> {
-  try {
-    const text = await readFile(file, 'utf8');
-    return providersIn(YAML.parse(text));
-  } catch {
-    return ['?'];
-  }
+/** Provider names after `ref:` keys in YAML or JSON spec text (`ref: vault:…`, `"ref": "aws:…"`). */
+export function providersInText(text: string): string[] {
+  return [...text.matchAll(/["']?\bref["']?\s*:\s*["']?\s*([a-z][a-z0-9-]*):/g)].map((m) => m[1]!);
 }
 
 /** A copy of the spec with another output directory (`-o`); the spec stays frozen. */

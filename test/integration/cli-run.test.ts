@@ -22,9 +22,9 @@ const report = (tag) => {
   const files = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.endsWith('_FILE') && v.startsWith(process.env.SIDEKEY_DIR + '/')).map(([k, v]) => [k, { path: v, sha: h(v) }]));
   console.log(tag + ' ' + JSON.stringify({ files, dir: process.env.SIDEKEY_DIR, parentMode: (fs.statSync(path.dirname(process.env.SIDEKEY_DIR)).mode & 0o777).toString(8), hasValueEnv: Object.values(process.env).some((v) => v.includes('SKCANARY')) }));
 };
-report('START');
 process.on('SIGHUP', () => report('HUP'));
 process.on('SIGTERM', () => { console.log('GOT SIGTERM'); process.exit(Number(process.env.EXIT_ON_TERM ?? 0)); });
+report('START'); // after the handlers: the test signals as soon as it sees START
 setInterval(() => {}, 1000);
 `;
 

@@ -1,6 +1,15 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { exitFilePath, readyMarker } from '../../../sidecar/agent.ts';
-import { errorLine, exitCodeFor, providersIn, withOutputDir } from '../../../sidecar/common.ts';
+import {
+  errorLine,
+  exitCodeFor,
+  loadCommandSpec,
+  providersInText,
+  withOutputDir,
+} from '../../../sidecar/common.ts';
 import { describeFiles } from '../../../sidecar/dev.ts';
 import { defaultEnvName, fileEnv } from '../../../sidecar/run.ts';
 import { SkError } from '../../../src/errors.ts';
@@ -38,15 +47,37 @@ describe('sidekey run environment', () => {
 });
 
 describe('shared command plumbing', () => {
-  test('providersIn finds the provider of each ref; anything odd asks for all', () => {
-    expect(providersIn({ secrets: { a: { ref: 'file:x' }, b: { ref: ' vault:y#k' } } })).toEqual([
-      'file',
-      'vault',
-    ]);
-    expect(providersIn({ secrets: { a: { ref: 'no provider' } } })).toEqual(['?']);
-    expect(providersIn({ secrets: { a: { ref: 3 } } })).toEqual(['?']);
-    expect(providersIn({})).toEqual(['?']);
-    expect(providersIn(null)).toEqual(['?']);
+  test('providersInText finds the provider after each ref: key (YAML and JSON)', () => {
+    const yaml =
+      'secrets:\n  a:\n    ref: file:x.yaml#k\n  b: { ref: "vault:secret/data/b" }\n  c:\n    ref:  \'aws:prod/c\'\n';
+    expect(providersInText(yaml)).toEqual(['file', 'vault', 'aws']);
+    expect(providersInText(JSON.stringify({ secrets: { a: { ref: 'k8s:db#password' } } }))).toEqual(['k8s']);
+    expect(providersInText('secrets: {}')).toEqual([]);
+  });
+
+  test('a provider the scan missed still loads: the spec is retried with every provider', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sidekey-unit-'));
+    try {
+      // The ref comes through a YAML alias, which the pattern scan does not see.
+      const file = path.join(dir, 'sidekey.yaml');
+      writeFileSync(
+        file,
+        'apiVersion: sidekey.io/v1\nkind: SecretSpec\nx-ref: &r vault:secret/data/app#password\nsecrets:\n  a: { ref: *r }\n',
+      );
+      await expect(loadCommandSpec({ config: file })).rejects.toThrow(/unknown field/);
+      writeFileSync(
+        file,
+        'apiVersion: sidekey.io/v1\nkind: SecretSpec\nsecrets:\n  a:\n    ref: &r vault:secret/data/app#password\n  b:\n    ref: *r\n',
+      );
+      const { registry } = await loadCommandSpec({ config: file });
+      expect(registry.names()).toContain('vault');
+      writeFileSync(file, 'apiVersion: sidekey.io/v1\nkind: SecretSpec\nsecrets:\n  a:\n    ref: nope:x\n');
+      await expect(loadCommandSpec({ config: file })).rejects.toThrow(
+        /unknown provider "nope" \(known: aws, file, k8s, vault\)/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('errorLine is one SK_ERR_ line; exit 2 for input, 1 otherwise', () => {
