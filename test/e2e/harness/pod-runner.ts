@@ -143,12 +143,15 @@ export async function runAgent(
   );
   const mounts = new Map<string, string>();
   const volumes = new Map((stored.spec?.volumes ?? []).map((v) => [v.name, v]));
+  const filled = new Set<string>();
   for (const m of container.volumeMounts ?? []) {
     const dir = join(root, 'volumes', m.name, m.subPath ?? '');
     mkdirSync(dir, { recursive: true });
     const vol = volumes.get(m.name);
     if (!vol) throw new Error(`container ${container.name} mounts unknown volume ${m.name}`);
-    if (!mounts.has(m.mountPath)) await fillVolume(k, stored, vol, join(root, 'volumes', m.name));
+    // A volume mounted twice (subPaths) is one directory, filled once.
+    if (!filled.has(m.name)) await fillVolume(k, stored, vol, join(root, 'volumes', m.name));
+    filled.add(m.name);
     mounts.set(m.mountPath, dir);
   }
   const byLength = [...mounts.keys()].sort((a, b) => b.length - a.length);
