@@ -95,6 +95,9 @@ export class AwsProvider implements Provider {
         });
       }
     }
+    // The SDK warns (9 lines on stderr) about its future Node support policy when it starts on Node 20;
+    // the agent's stderr is its user interface (one line per failure), and the image pins its Node.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.#client = new SecretsManagerClient({
       ...(settings.region ? { region: settings.region } : {}),
       ...(endpoint ? { endpoint } : {}),

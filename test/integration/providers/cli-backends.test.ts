@@ -109,6 +109,7 @@ describe('sidekey CLI with vault: and aws: refs against real servers', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('SK_ERR_SOURCE_NOT_FOUND');
     expect(r.stderr).toContain('aws:prod/app/nope#key');
+    expect(r.stderr).not.toContain('Warning'); // no SDK noise around the one error line
     expect(r.stdout + r.stderr).not.toContain(CANARY);
     rmSync(d, { recursive: true, force: true });
   });
