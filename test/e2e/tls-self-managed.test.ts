@@ -46,6 +46,8 @@ describe('self-managed TLS against a real kube-apiserver', () => {
     const mwc = await k.admission.readMutatingWebhookConfiguration({ name: sk.webhookConfigName });
     const bundle = Buffer.from(mwc.webhooks?.[0]?.clientConfig.caBundle ?? '', 'base64').toString();
     expect(bundle).toContain('-----BEGIN CERTIFICATE-----');
+    const stored = await k.core.readNamespacedSecret({ name: secretName, namespace: sk.namespace });
+    expect(bundle).toBe(Buffer.from(stored.data?.['ca-bundle.crt'] ?? '', 'base64').toString());
     const first = await servedSerial(sk.port);
 
     const ns = await createNamespace(k, uniqueName('tls-rotation'));
