@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -161,7 +161,10 @@ export async function run(): Promise<Row[]> {
     'agent:\n  image: ghcr.io/sidekey/sidekey:bench\nnativeSidecars: true\n',
   );
   const pin = existsSync('/usr/bin/taskset') && os.availableParallelism() > 1;
+  // SIDEKEY_BENCH_PROFILE=<dir>: write a CPU profile of the server (node --cpu-prof) there.
+  const prof = process.env.SIDEKEY_BENCH_PROFILE;
   const args = [
+    ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
     BIN,
     'webhook',
     '--config',
@@ -183,6 +186,8 @@ export async function run(): Promise<Row[]> {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: { ...process.env, SIDEKEY_LOG_LEVEL: 'info' },
       });
+  // The generator runs on the other CPU, so it does not take the server's.
+  if (pin) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   try {
     const port = await listeningPort(child);
     const bodies = Array.from({ length: 64 }, (_, i) => rawRequest(review(i)));
@@ -196,11 +201,11 @@ export async function run(): Promise<Row[]> {
     for (const c of conns) c.close();
     const pipeline = inProcess();
     // The machine may be shared; the load average says how much the figures are worth.
-    const load = `load avg ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} CPUs`;
+    const load = `load avg ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`;
     return [
       {
         section: SECTION,
-        metric: `throughput, closed loop (16 keep-alive connections)${pin ? ', server pinned to 1 CPU' : ''}`,
+        metric: `throughput, closed loop (16 keep-alive connections)${pin ? ', server and generator on 1 CPU each' : ''}`,
         value: t.rps,
         unit: 'req/s',
         note: `${load}; ${t.count} requests, ${t.errors} errors; server CPU ${((cpu / t.seconds) * 100).toFixed(0)} % of one core; p50 ${t.p50.toFixed(2)} ms`,
@@ -235,6 +240,10 @@ export async function run(): Promise<Row[]> {
       },
     ];
   } finally {
+    if (pin)
+      spawnSync('taskset', ['-a', '-p', '-c', `0-${os.availableParallelism() - 1}`, String(process.pid)], {
+        stdio: 'ignore',
+      });
     child.kill('SIGTERM');
     await exited(child);
     rmSync(dir, { recursive: true, force: true });
@@ -338,8 +347,9 @@ async function closedLoop(conns: Conn[], bodies: Buffer[], ms: number) {
 }
 
 /**
- * Open loop at `rate` req/s: request i is due at t0 + i/rate and its latency counts from then, even
- * if every connection was busy (it waits in a queue, as it would at the API server).
+ * Open loop at `rate` req/s: request i is issued at t0 + i/rate whatever the answers so far, and its
+ * latency counts from then, including a wait for a free connection when all are busy (it queues, as
+ * it would at the API server).
  */
 async function fixedRate(conns: Conn[], bodies: Buffer[], rate: number, ms: number) {
   const n = Math.floor((rate * ms) / 1000);
@@ -362,13 +372,12 @@ async function fixedRate(conns: Conn[], bodies: Buffer[], rate: number, ms: numb
   };
   const t0 = performance.now() + 50;
   for (let i = 0; i < n; i++) {
-    const at = t0 + i * gap;
-    const wait = at - performance.now();
-    if (wait > 1) await sleep(wait - 0.5);
-    while (performance.now() < at) {
-      // spin the last fraction of a millisecond: timers are too coarse for a 2 ms schedule
-    }
-    queue.push({ at, i });
+    const due = t0 + i * gap;
+    const wait = due - performance.now();
+    if (wait > 0.5) await sleep(wait);
+    // Latency counts from when the request is issued (a late timer of this generator is not the
+    // server's), and includes any wait for a free connection (the server being slow is).
+    queue.push({ at: performance.now(), i });
     pump();
   }
   while (lat.length < n) await sleep(5);
