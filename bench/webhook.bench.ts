@@ -241,7 +241,7 @@ export async function run(): Promise<Row[]> {
     ];
   } finally {
     if (pin)
-      spawnSync('taskset', ['-a', '-p', '-c', `0-${os.availableParallelism() - 1}`, String(process.pid)], {
+      spawnSync('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(process.pid)], {
         stdio: 'ignore',
       });
     child.kill('SIGTERM');
