@@ -54,8 +54,10 @@ describe('self-managed TLS against a real kube-apiserver', () => {
     const secretSerials = new Set<string>();
     const failures: string[] = [];
     let created = 0;
-    const until = Date.now() + 20_000;
-    while (Date.now() < until) {
+    // At least 20 s of pod creations, and on until two rotations were seen (bounded: 45 s).
+    const minUntil = Date.now() + 20_000;
+    const maxUntil = Date.now() + 45_000;
+    while ((Date.now() < minUntil || secretSerials.size < 3) && Date.now() < maxUntil) {
       const secret: V1Secret = await k.core.readNamespacedSecret({
         name: secretName,
         namespace: sk.namespace,
