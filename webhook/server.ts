@@ -97,21 +97,32 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
       // Pods that did not opt in are the bulk and say nothing; every other skip is worth a line.
       if (o.reason === 'not-opted-in') log.debug({ ...fields, reason: o.reason }, 'skipped');
       else log.info({ ...fields, reason: o.reason }, 'skipped');
-    } else
-      log.info(
-        { ...fields, code: o.error.code, where: o.error.where, allowed: r.allowedInvalid },
-        o.error.message,
-      );
+    } else {
+      // The code and the annotation say why; the message is not logged, because it may quote an
+      // annotation's value, and a value pasted by mistake into `secret-<name>` can be a secret.
+      const msg = r.allowedInvalid ? 'admitted without injection' : 'denied';
+      log.info({ ...fields, code: o.error.code, where: o.error.where }, msg);
+    }
     return r.review;
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
-    // Fastify's own errors (body too large, bad JSON): answer without echoing the body.
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    // Fastify's own errors (body too large, bad JSON, wrong content type). V8's JSON errors quote the
+    // body, which may hold a secret, so neither the log nor the answer carries the message: a fixed
+    // text and fastify's error code only.
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    log.warn({ status, err: err.message.split('\n')[0] }, 'request failed');
+    const what =
+      status === 500
+        ? 'internal error'
+        : status === 413
+          ? 'the request body is too large'
+          : status === 415
+            ? 'the request body must be application/json'
+            : 'the request body is not a JSON AdmissionReview';
+    log.warn({ status, code: err.code }, what);
     void reply.code(status).send({
       code: status === 500 ? 'SK_ERR_INTERNAL' : 'SK_ERR_MANIFEST_INVALID',
-      message: err.message.split('\n')[0],
+      message: err.code ? `${what} (${err.code})` : what,
     });
   });
   // The instance is typed with pino's Logger; callers only need the generic Fastify surface.

@@ -170,13 +170,16 @@ describe('POST /mutate (app.inject)', () => {
       payload: { apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview' },
     });
     expect(r.statusCode).toBe(400);
+    // A body that is not JSON: V8's parse error would quote it; the answer must not.
     const r2 = await a.inject({
       method: 'POST',
       url: '/mutate',
-      payload: '{not json',
+      payload: '{"password": SKCANARY-7f3c9e2a-do-not-print',
       headers: { 'content-type': 'application/json' },
     });
     expect(r2.statusCode).toBe(400);
+    expect(r2.body).not.toContain('SKCANARY');
+    expect(r2.json().code).toBe('SK_ERR_MANIFEST_INVALID');
   });
 });
 
