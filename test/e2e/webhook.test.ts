@@ -51,6 +51,54 @@ describe('webhook against a real kube-apiserver', () => {
     expect(memoryVolume).toBeDefined();
   });
 
+  it('patches a pod with existing init containers, volumes and env secrets the way the API server applies it', async () => {
+    const body = pod('migrated', optIn({ 'sidekey.io/env-db-password': 'DB_PASSWORD' }), {
+      initContainers: [{ name: 'migrate', image: 'registry.example/migrate:1.0' }],
+      volumes: [{ name: 'cache', emptyDir: {} }],
+    });
+    const app = body.spec?.containers[0] as V1Container;
+    app.env = [
+      { name: 'BEFORE', value: '1' },
+      { name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: 'app-db', key: 'password' } } },
+      { name: 'AFTER', value: '2' },
+    ];
+    app.volumeMounts = [{ name: 'cache', mountPath: '/cache' }];
+    await k.core.createNamespacedPod({ namespace: ns, body });
+    const stored = await k.core.readNamespacedPod({ name: 'migrated', namespace: ns });
+    const names = stored.spec?.initContainers?.map((c) => c.name) ?? [];
+    // The agent comes first, so the files exist before the user's init containers run.
+    expect(names).toHaveLength(2);
+    expect(names[1]).toBe('migrate');
+    expect(sidekeyContainers(stored).map((c) => c.name)).toEqual([names[0]]);
+    expect(stored.spec?.volumes?.map((v) => v.name)).toContain('cache');
+    const storedApp = stored.spec?.containers.find((c) => c.name === 'app');
+    const env = storedApp?.env ?? [];
+    expect(env.find((e) => e.name === 'DB_PASSWORD')).toBeUndefined();
+    expect(env.find((e) => e.name === 'DB_PASSWORD_FILE')?.value).toBe('/run/sidekey/db-password');
+    expect(env.filter((e) => e.name === 'BEFORE' || e.name === 'AFTER').map((e) => e.value)).toEqual([
+      '1',
+      '2',
+    ]);
+    expect(storedApp?.volumeMounts?.map((m) => m.mountPath)).toEqual(
+      expect.arrayContaining(['/cache', '/run/sidekey']),
+    );
+  });
+
+  it('classic mode (sidekey.io/mode: sidecar): a run-once init agent plus a long-running sidecar container', async () => {
+    await k.core.createNamespacedPod({
+      namespace: ns,
+      body: pod('classic', optIn({ 'sidekey.io/mode': 'sidecar' })),
+    });
+    const stored = await k.core.readNamespacedPod({ name: 'classic', namespace: ns });
+    const init = (stored.spec?.initContainers ?? []).filter((c) => sidekeyContainers(stored).includes(c));
+    const side = stored.spec?.containers.filter((c) => sidekeyContainers(stored).includes(c)) ?? [];
+    expect(init).toHaveLength(1);
+    expect(init[0]?.restartPolicy).toBeUndefined();
+    expect([...(init[0]?.command ?? []), ...(init[0]?.args ?? [])]).toContain('--once');
+    expect(side).toHaveLength(1);
+    expect([...(side[0]?.command ?? []), ...(side[0]?.args ?? [])]).not.toContain('--once');
+  });
+
   it('leaves a pod that did not opt in untouched', async () => {
     const body = pod('plain', { 'sidekey.io/secret-db': CANARY_REF });
     await k.core.createNamespacedPod({ namespace: ns, body });
