@@ -589,6 +589,34 @@ export function parseQuantity(v: string, where: string): string {
   return q;
 }
 
+const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
+  '': 1,
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** The value of a (valid) quantity as a number, to compare requests with limits. */
+export function quantityValue(q: string): number {
+  const m = /^\+?([0-9.]+)(.*)$/.exec(q.trim());
+  if (!m) return Number.NaN;
+  const [, num, suffix = ''] = m;
+  if (/^[eE]/.test(suffix)) return Number(`${num}${suffix}`);
+  return Number(num) * (QUANTITY_SUFFIX[suffix] ?? Number.NaN);
+}
+
 /** Pod-level settings that shape the injected containers rather than the agent spec. */
 export interface InjectOptions {
   /** Undefined: the webhook default. */

@@ -1,10 +1,14 @@
 import {
   ANN_AWS_ROLE_ARN,
   ANN_CONTAINERS,
+  ANN_CPU_REQUEST,
+  ANN_MEMORY_REQUEST,
   ANN_MODE,
   ANN_MOUNT_PATH,
   annotationsToSpec,
+  type InjectOptions,
   parseInjectOptions,
+  quantityValue,
   secretKey,
 } from '../src/annotations.js';
 import { SkError } from '../src/errors.js';
@@ -175,10 +179,7 @@ export function parseAndValidate(
     targets,
     mountPath,
     tmpfsSize: opts.tmpfsSize ?? defaults.tmpfsSize,
-    resources: {
-      requests: { ...defaults.resources.requests, ...opts.resources.requests },
-      limits: { ...defaults.resources.limits, ...opts.resources.limits },
-    },
+    resources: agentResources(defaults, opts),
     runAsUser,
     runAsGroup,
     shareProcessNamespace: mode !== 'init-only' && resolved.onChange.type === 'signal',
@@ -187,6 +188,30 @@ export function parseAndValidate(
     agentEnv,
     envFiles,
   };
+}
+
+/**
+ * Requests and limits: annotations over the config. A request above its limit would make the API
+ * server refuse the pod with a message that names no annotation; so a request the pod set is checked
+ * against the limit (naming the annotation), and a default request above a limit the pod set is
+ * lowered to that limit.
+ */
+function agentResources(defaults: ClusterDefaults, opts: InjectOptions): Plan['resources'] {
+  const requests: Record<string, string> = { ...defaults.resources.requests, ...opts.resources.requests };
+  const limits: Record<string, string> = { ...defaults.resources.limits, ...opts.resources.limits };
+  for (const r of ['cpu', 'memory'] as const) {
+    const req = requests[r];
+    const lim = limits[r];
+    if (req === undefined || lim === undefined || quantityValue(req) <= quantityValue(lim)) continue;
+    if (opts.resources.requests[r] !== undefined) {
+      const key = r === 'cpu' ? ANN_CPU_REQUEST : ANN_MEMORY_REQUEST;
+      throw new SkError('SK_ERR_ANNOTATION_INVALID', `${key}: ${req} is more than the ${r} limit ${lim}`, {
+        where: key,
+      });
+    }
+    requests[r] = lim;
+  }
+  return { requests, limits };
 }
 
 function nonZeroOrZero(n: unknown): number | undefined {

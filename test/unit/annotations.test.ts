@@ -7,6 +7,7 @@ import {
   classifyKey,
   documentedKeys,
   parseInjectOptions,
+  quantityValue,
 } from '../../src/annotations.js';
 import { SkError } from '../../src/errors.js';
 import { resolveSpec } from '../../src/spec.js';
@@ -152,6 +153,23 @@ describe('parseInjectOptions', () => {
     const e = err(() => parseInjectOptions({ [k]: v }));
     expect(e.code).toBe('SK_ERR_ANNOTATION_INVALID');
     expect(e.where).toBe(k);
+  });
+});
+
+describe('quantityValue', () => {
+  it.each([
+    ['32Mi', 32 * 2 ** 20],
+    ['128M', 128e6],
+    ['100m', 0.1],
+    ['0.5', 0.5],
+    ['1e3', 1000],
+    ['2Gi', 2 * 2 ** 30],
+  ])('%s = %d', (q, v) => {
+    expect(quantityValue(q)).toBeCloseTo(v);
+  });
+  it('orders mixed units', () => {
+    expect(quantityValue('64Mi') > quantityValue('64M')).toBe(true);
+    expect(quantityValue('1')).toBeGreaterThan(quantityValue('999m'));
   });
 });
 

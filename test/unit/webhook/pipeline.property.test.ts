@@ -284,6 +284,7 @@ describe('pipeline properties', () => {
     { key: () => 'sidekey.io/on-change', value: 'signal:KILL', code: 'SK_ERR_ON_CHANGE_INVALID' },
     { key: () => 'sidekey.io/cpu-limit', value: 'two cores', code: 'SK_ERR_ANNOTATION_INVALID' },
     { key: () => 'sidekey.io/run-as-user', value: '0', code: 'SK_ERR_ANNOTATION_INVALID' },
+    { key: () => 'sidekey.io/memory-request', value: '1Ei', code: 'SK_ERR_ANNOTATION_INVALID' },
     { key: () => 'sidekey.io/tmpfs-size', value: '-4Mi', code: 'SK_ERR_ANNOTATION_INVALID' },
     { key: () => 'sidekey.io/vault-addr', value: 'vault:8200', code: 'SK_ERR_ANNOTATION_INVALID' },
     { key: () => 'sidekey.io/vault-auth-method', value: 'ldap', code: 'SK_ERR_ANNOTATION_INVALID' },
