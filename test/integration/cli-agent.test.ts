@@ -138,6 +138,29 @@ describe('sidekey agent (long-running)', () => {
     expect(r.code, r.stderr).toBe(0);
   });
 
+  test('maxStale action fail: a source broken for longer than maxStale.after stops the agent (exit 1)', async () => {
+    const dir = tempDir({
+      'secrets.yaml': secretsYaml(),
+      'sidekey.yaml': specYaml(
+        BASIC_SECRETS,
+        'maxStale:\n  after: 1s\n  action: fail\nbackoff:\n  initial: 200ms\n',
+      ),
+    });
+    const agent = spawnCli(['agent', '-c', path.join(dir, 'sidekey.yaml')]);
+    await agent.waitForOutput('ready: first complete write done');
+    writeFiles(dir, { 'secrets.yaml': 'db: {}\n' });
+    const r = await Promise.race([
+      agent.exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('agent did not exit')), 15_000)),
+    ]).finally(() => agent.child.kill('SIGKILL'));
+    expect(r.code).toBe(1);
+    const errLines = r.stderr.split('\n').filter((l) => l.startsWith('SK_ERR_'));
+    expect(errLines).toHaveLength(1);
+    expect(errLines[0]).toMatch(/^SK_ERR_STALE: /);
+    // The last good files stay for the app until the pod is restarted.
+    expect(readFileSync(path.join(dir, 'out', 'db-password'), 'utf8')).toBe(CANARY);
+  });
+
   test('a first write that fails exits non-zero with one line', async () => {
     const dir = tempDir({ 'sidekey.yaml': specYaml('  a:\n    ref: file:absent.yaml#x\n') });
     const r = await runCli(['agent', '-c', path.join(dir, 'sidekey.yaml')]);
