@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { Pod as PodModel } from 'kubernetes-models/v1/Pod';
 import { describe, expect, it } from 'vitest';
+import { loadSpecJson } from '../../../src/load.js';
 import type { Container, Pod } from '../../../webhook/k8s.js';
 import { mutatePod } from '../../../webhook/pipeline.js';
 import { testContext } from './helpers.js';
@@ -248,6 +249,17 @@ describe('pipeline properties', () => {
         );
         expect(ours.length).toBeGreaterThan(0);
         for (const c of ours) expect(restrictedViolations(c)).toEqual([]);
+        // The agent accepts the spec it is handed, with the secrets the annotations declare.
+        const declared = Object.keys(pod.metadata!.annotations!)
+          .filter((k) => k.startsWith('sidekey.io/secret-'))
+          .map((k) => k.slice('sidekey.io/secret-'.length))
+          .sort();
+        for (const c of ours) {
+          const json = c.env?.find((e) => e.name === 'SIDEKEY_SPEC')?.value;
+          const spec = loadSpecJson(json!, { registry: ctx.registry });
+          expect(spec.secrets.map((x) => x.name)).toEqual(declared);
+          expect(spec.output.dir).toBe(c.volumeMounts?.find((m) => m.name === 'sidekey-secrets')?.mountPath);
+        }
         const again = mutatePod({ operation: 'CREATE', namespace: 'shop', pod: applied }, ctx);
         expect(again).toEqual({ kind: 'skip', reason: 'already-injected' });
       }),
