@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import jsonpatch from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliProcess, spawnCli, waitFor } from '../helpers/cli.ts';
+import { type CliProcess, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 
 /**
  * The webhook over real HTTPS: the built CLI (`sidekey webhook`) as a process, AdmissionReviews over
@@ -361,4 +361,29 @@ describe('sidekey webhook over HTTPS', () => {
     const res = await exited;
     expect(res.code).toBe(0);
   }, 30_000);
+});
+
+describe('sidekey webhook refuses to start', () => {
+  it('without readable TLS files (exit 1, SK_ERR_TLS naming the file)', async () => {
+    const r = await runCli([
+      'webhook',
+      '--port',
+      '0',
+      '--tls-cert',
+      '/nonexistent/tls.crt',
+      '--tls-key',
+      '/nonexistent/tls.key',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^SK_ERR_TLS: --tls-cert \/nonexistent\/tls\.crt: cannot read \(ENOENT\)$/m);
+  });
+
+  it('with a bad config file (exit 2, SK_ERR_WEBHOOK_CONFIG naming the field)', async () => {
+    const bad = path.join(mkdtempSync(path.join(tmpdir(), 'sk-webhook-cfg-')), 'config.yaml');
+    writeFileSync(bad, 'agent:\n  mode: sometimes\n');
+    const r = await runCli(['webhook', '--config', bad, '--tls-cert', 'x', '--tls-key', 'y']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^SK_ERR_WEBHOOK_CONFIG: .*config\.yaml: agent\.mode: /m);
+    rmSync(path.dirname(bad), { recursive: true, force: true });
+  });
 });
