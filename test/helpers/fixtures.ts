@@ -6,16 +6,14 @@ import { CANARY } from './cli.ts';
 
 /** Temp directories made by {@link tempDir} in this test file; removed after the file's tests. */
 const made: string[] = [];
-let hooked = false;
+// Registered when a test file imports this module (collection time): a hook registered from inside a
+// running test would be ignored.
+afterAll(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 /** A fresh temp directory holding `files` (relative path → content); removed after the test file. */
 export function tempDir(files: Record<string, string> = {}, prefix = 'sidekey-test-'): string {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const d of made) rmSync(d, { recursive: true, force: true });
-    });
-  }
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   made.push(dir);
   writeFiles(dir, files);
