@@ -8,6 +8,7 @@ import {
 import { type ErrorCode, SkError } from '../errors.js';
 import type { SecretRef } from '../refs.js';
 import type { AwsSettings, Backends } from '../spec.js';
+import { Limiter } from './limit.js';
 import type { FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
 
 /**
@@ -32,6 +33,8 @@ import type { FetchResult, Provider, ProviderContext, ProviderFactory } from './
 export const AWS_BATCH_MAX = 20;
 /** Attempts per call (1 + retries) for throttling, 5xx and network errors. */
 export const AWS_MAX_ATTEMPTS = 4;
+/** Calls in flight to Secrets Manager at most (refs read one by one are many when they use ?stage=). */
+export const AWS_MAX_IN_FLIGHT = 8;
 /** Per-request timeout. */
 export const AWS_REQUEST_TIMEOUT_MS = 10_000;
 
@@ -82,6 +85,12 @@ export class AwsProvider implements Provider {
   #batchDenied = false;
   /** Calls sent (each attempt counts), by operation: for tests and the bench. */
   readonly stats = { requests: 0, byOperation: {} as Record<string, number> };
+  readonly #limiter = new Limiter(AWS_MAX_IN_FLIGHT);
+
+  /** The most calls that were in flight at once (tests, bench). */
+  get peakInFlight(): number {
+    return this.#limiter.peak;
+  }
 
   constructor(settings: Readonly<AwsSettings>, opts: AwsProviderOptions = {}) {
     const env = opts.env ?? process.env;
@@ -125,7 +134,9 @@ export class AwsProvider implements Provider {
     if (ref.options.version) input.VersionId = ref.options.version;
     let out: SecretFields;
     try {
-      out = await this.#client.send(new GetSecretValueCommand(input), { abortSignal: ctx.signal });
+      out = await this.#limiter.run(() =>
+        this.#client.send(new GetSecretValueCommand(input), { abortSignal: ctx.signal }),
+      );
     } catch (e) {
       throw mapAwsError(e, 'GetSecretValue', ref);
     }
@@ -238,9 +249,11 @@ export class AwsProvider implements Provider {
 
   /** @internal */
   sendBatch(chunk: string[], token: string | undefined, ctx: ProviderContext) {
-    return this.#client.send(
-      new BatchGetSecretValueCommand({ SecretIdList: chunk, ...(token ? { NextToken: token } : {}) }),
-      { abortSignal: ctx.signal },
+    return this.#limiter.run(() =>
+      this.#client.send(
+        new BatchGetSecretValueCommand({ SecretIdList: chunk, ...(token ? { NextToken: token } : {}) }),
+        { abortSignal: ctx.signal },
+      ),
     );
   }
 

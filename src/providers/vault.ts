@@ -6,6 +6,7 @@ import { parseDuration } from '../duration.js';
 import { type ErrorCode, SkError } from '../errors.js';
 import type { SecretRef } from '../refs.js';
 import type { Backends, VaultSettings } from '../spec.js';
+import { Limiter } from './limit.js';
 import type { FetchResult, Lease, Provider, ProviderContext, ProviderFactory } from './types.js';
 
 /**
@@ -31,6 +32,8 @@ export const VAULT_DEFAULT_SA_TOKEN_FILE = '/var/run/secrets/kubernetes.io/servi
 export const VAULT_DEFAULT_TIMEOUT_MS = 10_000;
 /** Retry policy for retryable failures (429, 5xx, network): attempts = 1 + retries. */
 export const VAULT_RETRY = Object.freeze({ retries: 3, minTimeoutMs: 250, maxTimeoutMs: 4000 });
+/** Requests in flight to Vault at most, whatever the number of secrets (retry waits hold no slot). */
+export const VAULT_MAX_IN_FLIGHT = 8;
 /** A token is renewed once this fraction of its TTL has passed. */
 const TOKEN_RENEW_FRACTION = 2 / 3;
 /** At most one "is my token still valid?" check per this window, whatever the number of 403s. */
@@ -116,6 +119,12 @@ export class VaultProvider implements Provider {
   #closed = false;
   /** Counters for tests and the bench: requests sent and logins done. */
   readonly stats = { requests: 0, logins: 0, tokenRenewals: 0, leaseRenewals: 0 };
+  readonly #limiter = new Limiter(VAULT_MAX_IN_FLIGHT);
+
+  /** The most requests that were in flight at once (tests, bench). */
+  get peakInFlight(): number {
+    return this.#limiter.peak;
+  }
 
   constructor(settings: Readonly<VaultSettings>, opts: VaultProviderOptions = {}) {
     this.#settings = settings;
@@ -649,13 +658,15 @@ export class VaultProvider implements Provider {
         if (ctx.signal.aborted) throw new AbortError('aborted');
         this.stats.requests++;
         try {
-          return await client.request({
-            path: `/${path}`,
-            method,
-            ...(body ? { json: body } : {}),
-            headers: token ? { 'X-Vault-Token': token } : {},
-            timeout: this.#timeoutMs,
-          });
+          return await this.#limiter.run(() =>
+            client.request({
+              path: `/${path}`,
+              method,
+              ...(body ? { json: body } : {}),
+              headers: token ? { 'X-Vault-Token': token } : {},
+              timeout: this.#timeoutMs,
+            }),
+          );
         } catch (e) {
           const http = toHttp(e);
           if (http) {

@@ -5,7 +5,13 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSkError, type SkError } from '../../../src/errors.ts';
-import { AWS_BATCH_MAX, AwsProvider, awsProvider, mapAwsError } from '../../../src/providers/aws.ts';
+import {
+  AWS_BATCH_MAX,
+  AWS_MAX_IN_FLIGHT,
+  AwsProvider,
+  awsProvider,
+  mapAwsError,
+} from '../../../src/providers/aws.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
 import type { FetchResult, SecretValue } from '../../../src/providers/types.ts';
@@ -172,6 +178,20 @@ describe('aws provider against a real moto_server', () => {
     expect(out.every((r) => !isSkError(r))).toBe(true);
     expect(text((out[2] as FetchResult).value)).toBe('key-1');
     expect(p.stats.byOperation).toEqual({ BatchGetSecretValue: 1, GetSecretValue: 1 });
+    await p.close();
+  });
+
+  it('fetchMany of 30 refs read one by one (?stage=) keeps at most a few calls in flight', async () => {
+    const p = provider();
+    const refs = Array.from({ length: 30 }, (_, i) => parseRef(`aws:batch/s${i}?stage=AWSCURRENT#i`));
+    const out = await p.fetchMany(refs, ctx);
+    out.forEach((r, i) => {
+      expect(isSkError(r)).toBe(false);
+      expect(text(selectKey((r as FetchResult).value, refs[i]!))).toBe(String(i));
+    });
+    expect(p.stats.byOperation).toEqual({ GetSecretValue: 30 });
+    expect(p.peakInFlight).toBeGreaterThan(1);
+    expect(p.peakInFlight).toBeLessThanOrEqual(AWS_MAX_IN_FLIGHT);
     await p.close();
   });
 

@@ -6,7 +6,7 @@ import type { SkError } from '../../../src/errors.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
 import type { Lease, SecretValue } from '../../../src/providers/types.ts';
-import { VaultProvider, vaultProvider } from '../../../src/providers/vault.ts';
+import { VAULT_MAX_IN_FLIGHT, VaultProvider, vaultProvider } from '../../../src/providers/vault.ts';
 import { parseRef } from '../../../src/refs.ts';
 import type { VaultSettings } from '../../../src/spec.ts';
 import { CANARY } from '../../helpers/cli.ts';
@@ -117,6 +117,20 @@ describe('vault provider against a real OpenBao server', () => {
     const refs = ['secret/app/db', 'kv1/app/db', 'secret/data/app/db'].map((l) => parseRef(`vault:${l}`));
     const results = await Promise.all([...refs, ...refs].map((r) => p.fetch(r, ctx)));
     expect(results).toHaveLength(6);
+    expect(p.stats.logins).toBe(1);
+    await p.close(ctx);
+  });
+
+  it('many secrets at once: every one read, never more than a few requests in flight', async () => {
+    for (let i = 0; i < 40; i++) await w.bao.api('POST', `secret/data/app/many-${i}`, { data: { i } });
+    const p = approle();
+    const refs = Array.from({ length: 40 }, (_, i) => parseRef(`vault:secret/app/many-${i}#i`));
+    const out = await Promise.all(refs.map((r) => p.fetch(r, ctx)));
+    out.forEach((r, i) => {
+      expect(text(selectKey(r.value, refs[i]!))).toBe(String(i));
+    });
+    expect(p.peakInFlight).toBeGreaterThan(1);
+    expect(p.peakInFlight).toBeLessThanOrEqual(VAULT_MAX_IN_FLIGHT);
     expect(p.stats.logins).toBe(1);
     await p.close(ctx);
   });
