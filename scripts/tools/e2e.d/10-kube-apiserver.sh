@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver from Go modules (version pinned in tools/kube/go.mod) into $SIDEKEY_TOOLS/bin.
-# Cached: skipped when the binary for that exact version is there. Cold build: ~15-25 min on 2 cores.
+# Cached: skipped when the binary for that exact version is there. Cold build: ~15-20 min on 2 busy cores (docs/e2e.md).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 mod="$(cd "$here/../../../tools/kube" && pwd)"
