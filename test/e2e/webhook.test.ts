@@ -236,3 +236,31 @@ describe('webhook down', () => {
     }
   });
 });
+
+describe('onInvalidAnnotations: allow-without-injection', () => {
+  const k = kube();
+
+  it('admits the pod un-injected and the user sees why as an API warning (what kubectl prints)', async () => {
+    const sk = await installSidekey(k, {
+      release: 'sk-lenient',
+      values: { onInvalidAnnotations: 'allow-without-injection' },
+    });
+    try {
+      const ns = await createNamespace(k, uniqueName('lenient'));
+      const body = pod('lenient', optIn({ 'sidekey.io/format-db-password': 'xml' }));
+      const created = await rawRequest(k, 'POST', `/api/v1/namespaces/${ns}/pods`, body);
+      expect(created.status, JSON.stringify(created.json)).toBe(201);
+      const warning = created.warnings.join('\n');
+      expect(warning).toContain('sidekey: not injected: SK_ERR_');
+      expect(warning).toContain('sidekey.io/format-db-password');
+      const stored = await k.core.readNamespacedPod({ name: 'lenient', namespace: ns });
+      expect(sidekeyContainers(stored)).toHaveLength(0);
+      expect(stored.metadata?.annotations?.['sidekey.io/status']).toBeUndefined();
+      expect(await sk.metrics()).toMatch(
+        /^sidekey_webhook_invalid_allowed_total\{code="SK_ERR_[A-Z_]+"\} 1$/m,
+      );
+    } finally {
+      await sk.uninstall();
+    }
+  });
+});
