@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
-import type { V1Secret } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNamespace, kube, pod, uniqueName } from './harness/kube.js';
 import { waitFor } from './harness/procs.js';
@@ -91,5 +91,37 @@ describe('self-managed TLS against a real kube-apiserver', () => {
     );
     expect(last).not.toBe(first);
     expect(sk.webhook?.log()).toContain('TLS certificate reloaded');
+  });
+
+  it('restores the caBundle when the chart re-applies the webhook configuration (helm upgrade, GitOps)', async () => {
+    const rendered = sk.objects.find(
+      (o) => o.kind === 'MutatingWebhookConfiguration',
+    ) as V1MutatingWebhookConfiguration;
+    expect(rendered.webhooks?.[0]?.clientConfig.caBundle).toBeUndefined();
+    const live = await k.admission.readMutatingWebhookConfiguration({ name: sk.webhookConfigName });
+    // What `kubectl apply`/`helm upgrade` of the rendered manifest leaves: no caBundle.
+    await k.admission.replaceMutatingWebhookConfiguration({
+      name: sk.webhookConfigName,
+      body: {
+        ...rendered,
+        metadata: { ...rendered.metadata, resourceVersion: live.metadata?.resourceVersion },
+      },
+    });
+    const reset = await k.admission.readMutatingWebhookConfiguration({ name: sk.webhookConfigName });
+    expect(reset.webhooks?.[0]?.clientConfig.caBundle).toBeFalsy();
+    await waitFor(
+      'the webhook to patch the caBundle again',
+      async () => {
+        const m = await k.admission.readMutatingWebhookConfiguration({ name: sk.webhookConfigName });
+        return m.webhooks?.[0]?.clientConfig.caBundle ? true : undefined;
+      },
+      30_000,
+    );
+    const ns = await createNamespace(k, uniqueName('tls-reapplied'));
+    const p = await k.core.createNamespacedPod({
+      namespace: ns,
+      body: pod('after-reapply', { 'sidekey.io/inject': 'true', 'sidekey.io/secret-x': 'k8s:x#y' }),
+    });
+    expect(p.metadata?.annotations?.['sidekey.io/status']).toBe('injected');
   });
 });
