@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import pino from 'pino';
 import { createLogger, type Logger, silentLogger } from '../src/log.js';
 import { reviewAdmission } from './admission.js';
 import { loadWebhookConfig, nativeSidecarsEnabled, type WebhookConfig } from './config.js';
@@ -158,6 +159,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     createLogger({
       name: 'sidekey-webhook',
       level: process.env.SIDEKEY_LOG_LEVEL ?? config.logLevel ?? 'info',
+      // One line per admission: written asynchronously, so the request path never waits on a
+      // full stderr pipe (a synchronous write cost about a sixth of the server's CPU); flushed on close.
+      destination: pino.destination({ fd: 2, sync: false }) as unknown as NodeJS.WritableStream,
     });
   let discovered: string | undefined;
   if (config.nativeSidecars === 'auto' && !config.kubernetesVersion) {
@@ -192,6 +196,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     async close() {
       await watcher.close();
       await app.close();
+      await new Promise<void>((resolve) => log.flush(() => resolve()));
     },
   };
 }
