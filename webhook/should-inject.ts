@@ -47,7 +47,12 @@ export function shouldInject(
   if (ns !== undefined && config.excluded.includes(ns))
     return { inject: false, reason: 'excluded-namespace' };
   const spec = input.pod.spec;
-  if (spec?.os?.name === 'windows' || spec?.nodeSelector?.['kubernetes.io/os'] === 'windows') {
+  const selector = spec?.nodeSelector;
+  if (
+    spec?.os?.name === 'windows' ||
+    selector?.['kubernetes.io/os'] === 'windows' ||
+    selector?.['beta.kubernetes.io/os'] === 'windows'
+  ) {
     return { inject: false, reason: 'windows' };
   }
   return { inject: true };

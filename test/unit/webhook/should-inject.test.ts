@@ -59,6 +59,13 @@ describe('shouldInject', () => {
       { inject: false, reason: 'windows' },
     ],
     [
+      'the deprecated beta.kubernetes.io/os label',
+      'CREATE',
+      'shop',
+      pod(IN, { nodeSelector: { 'beta.kubernetes.io/os': 'windows' } }),
+      { inject: false, reason: 'windows' },
+    ],
+    [
       'linux nodeSelector',
       'CREATE',
       'shop',
