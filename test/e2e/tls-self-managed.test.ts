@@ -1,6 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
-import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  type V1MutatingWebhookConfiguration,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNamespace, kube, pod, uniqueName } from './harness/kube.js';
 import { waitFor } from './harness/procs.js';
@@ -33,7 +37,9 @@ describe('self-managed TLS against a real kube-apiserver', () => {
       release: 'sk-tls',
       selfManagedTls: true,
       // Short validity so that rotations happen within the test (renewed at half of 16s).
-      values: { tls: { selfManaged: { certValidity: '16s', renewAt: 0.5, syncInterval: '1s' } } },
+      values: {
+        tls: { selfManaged: { certValidity: '16s', renewAt: 0.5, syncInterval: '1s', leaseDuration: '6s' } },
+      },
     });
   });
   afterAll(async () => {
@@ -123,5 +129,47 @@ describe('self-managed TLS against a real kube-apiserver', () => {
       body: pod('after-reapply', { 'sidekey.io/inject': 'true', 'sidekey.io/secret-x': 'k8s:x#y' }),
     });
     expect(p.metadata?.annotations?.['sidekey.io/status']).toBe('injected');
+  });
+
+  it("replicas: one Lease holder writes, every replica serves the Secret's certificate, a new leader takes over", async () => {
+    const leaseName = sk.objects.find((o) => o.kind === 'Lease')?.metadata?.name as string;
+    const secretName = sk.objects.find((o) => o.kind === 'Secret')?.metadata?.name as string;
+    const coordination = k.kc.makeApiClient(CoordinationV1Api);
+    const holder = async (): Promise<string | undefined> =>
+      (await coordination.readNamespacedLease({ name: leaseName, namespace: sk.namespace })).spec
+        ?.holderIdentity;
+    const secretSerial = async (): Promise<string> => {
+      const s = await k.core.readNamespacedSecret({ name: secretName, namespace: sk.namespace });
+      return serialOf(Buffer.from(s.data?.['tls.crt'] ?? '', 'base64').toString());
+    };
+    expect(await holder()).toBe('sk-tls-webhook-0');
+    const replica = await sk.startReplica(1);
+    // The follower serves what the leader stored (it copies the Secret, it does not issue).
+    await waitFor(
+      "both replicas to serve the Secret's certificate",
+      async () => {
+        const want = await secretSerial();
+        const [a, b] = await Promise.all([servedSerial(sk.port), servedSerial(replica.port)]);
+        return a === want && b === want ? true : undefined;
+      },
+      30_000,
+    );
+    expect(await holder()).toBe('sk-tls-webhook-0');
+    // The leader goes away: the follower takes the Lease and keeps rotating.
+    await sk.stopWebhook();
+    await waitFor(
+      'replica 1 to take the Lease',
+      async () => ((await holder()) === 'sk-tls-webhook-1' ? true : undefined),
+      30_000,
+    );
+    const before = await secretSerial();
+    await waitFor(
+      'the new leader to rotate and serve a new certificate',
+      async () => {
+        const now = await secretSerial();
+        return now !== before && (await servedSerial(replica.port)) === now ? true : undefined;
+      },
+      30_000,
+    );
   });
 });

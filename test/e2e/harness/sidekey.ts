@@ -67,6 +67,11 @@ export interface SidekeyInstall {
   metrics(): Promise<string>;
   /** Starts (again) the webhook process on the same port and waits for /readyz. */
   startWebhook(): Promise<Proc>;
+  /**
+   * Starts another replica (POD_NAME `<release>-webhook-<index>`, own port and certificate files), as a
+   * second pod of the Deployment would run; the API server does not call it (url mode has one URL).
+   */
+  startReplica(index: number): Promise<{ proc: Proc; port: number }>;
   /** Stops the webhook process (the configuration stays: "webhook down"). */
   stopWebhook(): Promise<void>;
   /** Stops the webhook and deletes the cluster-scoped webhook configuration. */
@@ -215,6 +220,45 @@ export async function installSidekey(
       { mode: 0o600 },
     );
   }
+  const extra: Proc[] = [];
+  /** Starts one webhook replica (`<release>-webhook-<index>`) and waits for /readyz. */
+  const spawnWebhook = async (index: number, onPort: number, cert: string, key: string): Promise<Proc> => {
+    const local = [`--config=${configFile}`, `--tls-cert=${cert}`, `--tls-key=${key}`, `--port=${onPort}`];
+    // Self-managed: the Deployment's own arguments (paths and port made local), the certificate
+    // also issued for 127.0.0.1, and the API reached as the chart's ServiceAccount.
+    const args = chartArgs
+      ? [
+          ...chartArgs.filter((a) => !/^--(config|tls-cert|tls-key|port)=/.test(a)),
+          ...local,
+          '--tls-hosts=127.0.0.1',
+        ]
+      : ['webhook', ...local];
+    const proc = startProc(
+      process.execPath,
+      [join(repo, 'bin', 'sidekey.js'), ...args],
+      join(dir, index === 0 ? 'webhook.log' : `webhook-${index}.log`),
+      {
+        env: {
+          ...process.env,
+          POD_NAMESPACE: namespace,
+          POD_NAME: `${release}-webhook-${index}`,
+          KUBECONFIG: saKubeconfig ?? k.info.kubeconfig,
+          // debug: skip reasons are logged at debug level.
+          SIDEKEY_LOG_LEVEL: 'debug',
+        },
+      },
+    );
+    await waitFor(
+      'sidekey webhook /readyz',
+      async () => {
+        if (proc.child.exitCode !== null)
+          throw new GiveUp(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
+        return (await httpsStatus(onPort, k.info.caPem, '/readyz')) === 200 ? true : undefined;
+      },
+      30_000,
+    );
+    return proc;
+  };
   const install: SidekeyInstall = {
     namespace,
     release,
@@ -228,52 +272,28 @@ export async function installSidekey(
     tls,
     metrics: async () => (await httpsGet(port, k.info.caPem, '/metrics')).text,
     startWebhook: async () => {
-      const local = [
-        `--config=${configFile}`,
-        `--tls-cert=${certFile}`,
-        `--tls-key=${keyFile}`,
-        `--port=${port}`,
-      ];
-      // Self-managed: the Deployment's own arguments (paths and port made local), the certificate
-      // also issued for 127.0.0.1, and the API reached as the chart's ServiceAccount.
-      const args = chartArgs
-        ? [
-            ...chartArgs.filter((a) => !/^--(config|tls-cert|tls-key|port)=/.test(a)),
-            ...local,
-            '--tls-hosts=127.0.0.1',
-          ]
-        : ['webhook', ...local];
-      const proc = startProc(
-        process.execPath,
-        [join(repo, 'bin', 'sidekey.js'), ...args],
-        join(dir, 'webhook.log'),
-        {
-          env: {
-            ...process.env,
-            POD_NAMESPACE: namespace,
-            POD_NAME: `${release}-webhook-0`,
-            KUBECONFIG: saKubeconfig ?? k.info.kubeconfig,
-            // debug: skip reasons are logged at debug level.
-            SIDEKEY_LOG_LEVEL: 'debug',
-          },
-        },
-      );
+      const proc = await spawnWebhook(0, port, certFile, keyFile);
       install.webhook = proc;
-      await waitFor(
-        'sidekey webhook /readyz',
-        async () => {
-          if (proc.child.exitCode !== null)
-            throw new GiveUp(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
-          return (await httpsStatus(port, k.info.caPem, '/readyz')) === 200 ? true : undefined;
-        },
-        30_000,
-      );
       return proc;
+    },
+    startReplica: async (index: number) => {
+      const replicaPort = await freePort();
+      const replicaDir = join(dir, `replica-${index}`);
+      mkdirSync(replicaDir, { recursive: true });
+      const proc = await spawnWebhook(
+        index,
+        replicaPort,
+        join(replicaDir, 'tls.crt'),
+        join(replicaDir, 'tls.key'),
+      );
+      extra.push(proc);
+      return { proc, port: replicaPort };
     },
     stopWebhook: async () => {
       await install.webhook?.stop();
     },
     uninstall: async () => {
+      await Promise.all(extra.map((p) => p.stop()));
       await install.webhook?.stop();
       await k.admission.deleteMutatingWebhookConfiguration({ name: mwc.metadata?.name as string });
     },
