@@ -19,9 +19,8 @@ export function diffPatch(before: unknown, after: unknown): Operation[] {
  * - lists of named items (containers, env, volumes, mounts) are keyed by name: two items with
  *   different names replace each other whole, instead of a field-by-field rewrite that reads as if an
  *   env var were renamed;
- * - when a named list kept its items in place (same names at the same positions, maybe with items
- *   appended), items are compared pairwise; the edit-distance search, which compares every item
- *   with every other, is only needed when items were inserted or removed in the middle.
+ * - when a list kept its items in order, maybe removing some and appending others (what the build
+ *   stage does to env, mounts, volumes and containers), items are compared pairwise in one pass.
  */
 function kubernetesAware(input: unknown, output: unknown, ptr: Pointer): Operation[] | undefined {
   if (input === output) return [];
@@ -32,21 +31,37 @@ function kubernetesAware(input: unknown, output: unknown, ptr: Pointer): Operati
   return undefined;
 }
 
+/**
+ * The common shape of the webhook's list edits, diffed in one pass: items kept in their order (the
+ * same reference, or the same name), some removed (only items whose name the new list no longer
+ * has), new ones appended. Anything else (an insertion in the middle, a reorder, a rename) returns
+ * undefined and takes rfc6902's edit-distance search, whose cost grows with the product of the two
+ * lengths.
+ */
 function inPlace(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
-  if (output.length < input.length) return undefined;
+  const named = input.every(isNamed) && output.every(isNamed);
+  const kept = named ? new Set(output.map((o) => (o as { name: string }).name)) : undefined;
+  const ops: Operation[] = [];
+  let j = 0; // next item of `output` to match
+  let k = 0; // index of input[i] in the list as the ops so far leave it
   for (let i = 0; i < input.length; i++) {
     const a = input[i];
-    const b = output[i];
-    if (a !== b && !(isNamed(a) && isNamed(b) && a.name === b.name)) return undefined;
-  }
-  const ops: Operation[] = [];
-  for (let i = 0; i < input.length; i++) {
-    if (input[i] === output[i]) continue;
-    const at = ptr.add(String(i)).toString();
-    for (const op of createPatch(input[i], output[i], kubernetesAware)) ops.push(prefixed(op, at));
+    const b = output[j];
+    if (j < output.length && (a === b || (isNamed(a) && isNamed(b) && a.name === b.name))) {
+      if (a !== b) {
+        const at = ptr.add(String(k)).toString();
+        for (const op of createPatch(a, b, kubernetesAware)) ops.push(prefixed(op, at));
+      }
+      j++;
+      k++;
+    } else if (kept && !kept.has((a as { name: string }).name)) {
+      ops.push({ op: 'remove', path: ptr.add(String(k)).toString() });
+    } else {
+      return undefined;
+    }
   }
   const end = ptr.add('-').toString();
-  for (let i = input.length; i < output.length; i++) ops.push({ op: 'add', path: end, value: output[i] });
+  for (; j < output.length; j++) ops.push({ op: 'add', path: end, value: output[j] });
   return ops;
 }
 
