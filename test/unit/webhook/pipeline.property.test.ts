@@ -324,3 +324,37 @@ describe('pipeline properties', () => {
     );
   }, 120_000);
 });
+
+describe('large pods', () => {
+  it('a container with 2000 env vars gets a short patch: one remove, one add, the mount', () => {
+    const env = Array.from({ length: 2000 }, (_, i) => ({ name: `VAR_${i}`, value: String(i) }));
+    const pod: Pod = {
+      metadata: {
+        annotations: {
+          'sidekey.io/inject': 'true',
+          'sidekey.io/secret-db': 'vault:secret/data/big#password',
+          'sidekey.io/env-db': 'VAR_1000',
+        },
+      },
+      spec: { containers: [{ name: 'app', image: 'app:1', env }] },
+    };
+    const o = mutatePod({ operation: 'CREATE', namespace: 'shop', pod }, ctxNative);
+    if (o.kind !== 'inject') throw new Error(`not injected: ${JSON.stringify(o)}`);
+    const envOps = o.patch.filter((p) => p.path.startsWith('/spec/containers/0/env'));
+    expect(envOps).toEqual([
+      { op: 'remove', path: '/spec/containers/0/env/1000' },
+      {
+        op: 'add',
+        path: '/spec/containers/0/env/-',
+        value: { name: 'VAR_1000_FILE', value: '/run/sidekey/db' },
+      },
+    ]);
+    const applied = jsonpatch.applyPatch(
+      structuredClone(pod),
+      jsonpatch.deepClone(o.patch),
+      true,
+      false,
+    ).newDocument;
+    expect(applied).toEqual(o.pod);
+  });
+});
