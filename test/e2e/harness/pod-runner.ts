@@ -166,7 +166,11 @@ export async function runAgent(
     // A value may also carry a path inside a larger string (e.g. VAR=/path); rewrite every occurrence.
     let out = local(s);
     if (out !== s) return out;
-    for (const mp of byLength) out = out.split(mp).join(mounts.get(mp) as string);
+    for (const mp of byLength) {
+      // Only whole path components after a separator (`VAR=/path`, `a:/path`, `--x /path`).
+      const at = new RegExp(`(^|[=:, ])${mp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=/|$|[:, ])`, 'g');
+      out = out.replace(at, (_m, pre: string) => pre + (mounts.get(mp) as string));
+    }
     return out;
   };
   const env: Record<string, string> = {
