@@ -144,4 +144,35 @@ describe('k8s: provider from an injected pod', () => {
     expect(readFileSync(join(once.local('/run/sidekey'), 'db-password'), 'utf8')).toMatch(/^SKCANARY-/);
     expect(once.proc.log()).not.toContain(CANARY);
   });
+
+  it('automountServiceAccountToken: false: the agent still gets its own token, the app none', async () => {
+    await k.core.createNamespacedPod({
+      namespace: ns,
+      body: pod(
+        'no-automount',
+        { 'sidekey.io/inject': 'true', 'sidekey.io/secret-db-password': 'k8s:app-db#password' },
+        { automountServiceAccountToken: false },
+      ),
+    });
+    const stored = await k.core.readNamespacedPod({ name: 'no-automount', namespace: ns });
+    expect(stored.spec?.volumes?.some((v) => v.name.startsWith('kube-api-access-'))).toBe(false);
+    const app = stored.spec?.containers.find((c) => c.name === 'app');
+    expect(app?.volumeMounts?.some((m) => m.mountPath.startsWith('/var/run/secrets/'))).toBe(false);
+    const r = await runAgent(k, stored);
+    try {
+      const file = join(r.local('/run/sidekey'), 'db-password');
+      await waitFor(
+        'the agent to write db-password',
+        async () => {
+          if (r.proc.child.exitCode !== null)
+            throw new GiveUp(`agent exited ${r.proc.child.exitCode}:\n${r.proc.log()}`);
+          return existsSync(file) ? true : undefined;
+        },
+        60_000,
+      );
+      expect(readFileSync(file, 'utf8')).toMatch(/^SKCANARY-/);
+    } finally {
+      await r.proc.stop();
+    }
+  });
 });
