@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The webhook's Prometheus metrics, on a registry of their own (one per app, so tests can build many). */
 export interface WebhookMetrics {
@@ -8,6 +8,8 @@ export interface WebhookMetrics {
   readonly denials: Counter<'code'>;
   readonly skips: Counter<'reason'>;
   readonly invalidAllowed: Counter<'code'>;
+  readonly tlsReloads: Counter<'result'>;
+  readonly tlsNotAfter: Gauge;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookMetrics {
@@ -46,6 +48,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
       name: 'sidekey_webhook_invalid_allowed_total',
       help: 'Pods with invalid annotations admitted without injection (onInvalidAnnotations: allow-without-injection), by SK_ERR code.',
       labelNames: ['code'],
+      registers: [registry],
+    }),
+    tlsReloads: new Counter({
+      name: 'sidekey_webhook_tls_reloads_total',
+      help: 'Serving certificate reloads after its files changed, by result (ok, error: the last good pair stays).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    tlsNotAfter: new Gauge({
+      name: 'sidekey_webhook_tls_certificate_not_after_seconds',
+      help: 'Expiry (Unix time) of the certificate being served; alert well before it.',
       registers: [registry],
     }),
   };

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import pino from 'pino';
 import { createLogger, type Logger, silentLogger } from '../src/log.js';
@@ -173,7 +174,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     'injection mode for auto',
   );
   const pair = readKeyPair(o.tlsCert, o.tlsKey);
-  const app = buildApp(config, { tls: pair, logger: log, nativeSidecars: native });
+  const metrics = createMetrics();
+  metrics.tlsNotAfter.set(notAfter(pair));
+  const app = buildApp(config, { tls: pair, logger: log, nativeSidecars: native, metrics });
   const watcher = watchKeyPair(
     o.tlsCert,
     o.tlsKey,
@@ -181,9 +184,14 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     (next) => {
       const server = app.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void };
       server.setSecureContext({ cert: next.cert, key: next.key });
+      metrics.tlsReloads.inc({ result: 'ok' });
+      metrics.tlsNotAfter.set(notAfter(next));
       log.info({ cert: o.tlsCert }, 'TLS certificate reloaded');
     },
-    (e) => log.warn({ code: e.code }, e.message),
+    (e) => {
+      metrics.tlsReloads.inc({ result: 'error' });
+      log.warn({ code: e.code }, e.message);
+    },
     { usePolling: o.tlsPolling },
   );
   await app.listen({ port: o.port, host: o.host });
@@ -199,6 +207,11 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     },
   };
+}
+
+/** Expiry of the (first) certificate of a pair, in Unix seconds. */
+function notAfter(pair: KeyPair): number {
+  return Math.floor(new Date(new X509Certificate(pair.cert).validTo).getTime() / 1000);
 }
 
 /**

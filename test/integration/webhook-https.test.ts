@@ -26,6 +26,8 @@ interface Issued {
   cert: string;
   key: string;
   serial: string;
+  /** Expiry in Unix seconds. */
+  notAfter: number;
 }
 
 async function pkcs8(key: CryptoKey): Promise<string> {
@@ -53,6 +55,7 @@ async function issueCa(): Promise<{ cert: x509.X509Certificate; key: CryptoKey; 
 async function issueServing(
   ca: { cert: x509.X509Certificate; key: CryptoKey },
   serial: string,
+  validDays = 1,
 ): Promise<Issued> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create({
@@ -60,7 +63,7 @@ async function issueServing(
     subject: `CN=sidekey-webhook-${serial}`,
     issuer: ca.cert.subject,
     notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 86_400_000),
+    notAfter: new Date(Date.now() + validDays * 86_400_000),
     signingKey: ca.key,
     publicKey: keys.publicKey,
     signingAlgorithm: ALG,
@@ -73,7 +76,12 @@ async function issueServing(
       ]),
     ],
   });
-  return { cert: cert.toString('pem'), key: await pkcs8(keys.privateKey), serial };
+  return {
+    cert: cert.toString('pem'),
+    key: await pkcs8(keys.privateKey),
+    serial,
+    notAfter: Math.floor(cert.notAfter.getTime() / 1000),
+  };
 }
 
 /** Write a pair the way the kubelet updates a Secret volume: a fresh dir, then swap `..data`. */
@@ -291,7 +299,7 @@ describe('sidekey webhook over HTTPS', () => {
       (globalThis as { finishInFlight?: () => void }).finishInFlight = () => req.end(body.slice(100));
     });
 
-    const second = await issueServing(ca, '0b02');
+    const second = await issueServing(ca, '0b02', 2);
     publish(path.join(dir, 'tls'), second, 2);
     // New connections see the new certificate once the file watch has reloaded it.
     await waitFor(
@@ -314,6 +322,10 @@ describe('sidekey webhook over HTTPS', () => {
     expect(after.serial.toLowerCase()).toBe('0a01');
     expect(JSON.parse(after.body).response.uid).toBe('keepalive-2');
     agent.destroy();
+
+    const metrics = (await get('/metrics')).body;
+    expect(metrics).toMatch(/^sidekey_webhook_tls_reloads_total\{result="ok"\} 1$/m);
+    expect(metrics).toContain(`sidekey_webhook_tls_certificate_not_after_seconds ${second.notAfter}\n`);
   }, 60_000);
 
   it('keeps serving the last good certificate when the new files do not form a pair', async () => {
@@ -324,6 +336,9 @@ describe('sidekey webhook over HTTPS', () => {
     const r = await post(JSON.stringify(review('still-serving')));
     expect(r.status).toBe(200);
     expect(r.serial.toLowerCase()).toBe('0b02');
+    expect((await get('/metrics')).body).toMatch(
+      /^sidekey_webhook_tls_reloads_total\{result="error"\} [1-9]/m,
+    );
   }, 30_000);
 
   it('shuts down gracefully on SIGTERM, finishing a request in flight', async () => {
