@@ -1,20 +1,12 @@
 import { SkError } from '../src/errors.js';
+import { POD_TEMPLATE_PATHS } from '../src/migrate/workloads.js';
 import { diffPatch, type Operation } from './diff.js';
 import { isRecord, type Pod } from './k8s.js';
 import { mutatePod, type PipelineContext } from './pipeline.js';
 import { SKIP_TEXT, type SkipReason } from './should-inject.js';
 
-/** Where each workload kind keeps its pod template. */
-const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = Object.freeze({
-  Pod: [],
-  Deployment: ['spec', 'template'],
-  StatefulSet: ['spec', 'template'],
-  DaemonSet: ['spec', 'template'],
-  ReplicaSet: ['spec', 'template'],
-  ReplicationController: ['spec', 'template'],
-  Job: ['spec', 'template'],
-  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
-});
+/** Where each workload kind keeps its pod template: one table, shared with scan/migrate. */
+const TEMPLATE_PATHS = POD_TEMPLATE_PATHS;
 
 /** Kinds `sidekey inject` understands. */
 export const WORKLOAD_KINDS = Object.freeze(Object.keys(TEMPLATE_PATHS));
