@@ -1,24 +1,43 @@
-import { Command, CommanderError } from 'commander';
+import v8 from 'node:v8';
+import type { Command } from 'commander';
 import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError } from '../src/errors.js';
 
 /**
  * The `sidekey` CLI. Each command lives in cli/commands/<name>.ts and exports `register(program)`;
  * a command file only declares options and imports its implementation lazily inside the action, so
  * `sidekey agent` never loads the webhook (or the AWS SDK when no aws: ref is used).
+ *
+ * `sidekey agent` with plain options (the injected container's command) skips commander and the
+ * other commands' modules altogether: see {@link agentFastPath}. Everything else, including any
+ * unusual spelling of the agent's options, goes through commander.
  */
 const COMMANDS = ['agent', 'dev', 'run', 'webhook', 'inject', 'scan', 'migrate', 'schema'] as const;
 
 export async function main(argv: string[]): Promise<number> {
-  const program = new Command('sidekey')
-    .description('Secrets out of environment variables, into files on tmpfs.')
-    .version(process.env.SIDEKEY_VERSION ?? '0.1.0')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const name of COMMANDS) {
-    const mod = (await import(`./commands/${name}.ts`)) as { register(p: Command): void };
-    mod.register(program);
-  }
+  const args = argv.slice(2);
   try {
+    if (args[0] === 'agent') {
+      // The agent is mostly idle and runs in every pod: V8's lite mode (no optimising compilers,
+      // lazier feedback vectors) saves ~6 MiB of its resident memory at no measurable start-up cost
+      // (docs/agent.md, "Performance"). It must be set before the agent's code is loaded.
+      v8.setFlagsFromString('--lite-mode');
+      const opts = agentFastPath(args.slice(1));
+      if (opts) {
+        const { agentAction } = await import('./commands/agent.ts');
+        await agentAction(opts);
+        return typeof process.exitCode === 'number' ? process.exitCode : 0;
+      }
+    }
+    const { Command } = await import('commander');
+    const program: Command = new Command('sidekey')
+      .description('Secrets out of environment variables, into files on tmpfs.')
+      .version(process.env.SIDEKEY_VERSION ?? '0.1.0')
+      .exitOverride()
+      .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    for (const name of COMMANDS) {
+      const mod = (await import(`./commands/${name}.ts`)) as { register(p: Command): void };
+      mod.register(program);
+    }
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
@@ -26,11 +45,40 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The options of `sidekey agent …` when every argument is one commander would read the same way:
+ * `--once`, `--probe`, `-c <file>`, `--config <file>` or `--config=<file>`, each at most once, the
+ * file not starting with `-`. Anything else (help, unknown or repeated options) returns undefined, and
+ * commander parses it and reports errors as usual.
+ */
+export function agentFastPath(
+  args: readonly string[],
+): { config?: string; once?: true; probe?: true } | undefined {
+  const opts: { config?: string; once?: true; probe?: true } = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === '--once' || a === '--probe') && opts[a === '--once' ? 'once' : 'probe'] === undefined) {
+      opts[a === '--once' ? 'once' : 'probe'] = true;
+      continue;
+    }
+    if (opts.config !== undefined) return undefined;
+    let file: string | undefined;
+    if (a === '-c' || a === '--config') file = args[++i];
+    else if (a.startsWith('--config=')) file = a.slice('--config='.length);
+    if (file === undefined || file === '' || file.startsWith('-')) return undefined;
+    opts.config = file;
+  }
+  return opts;
+}
+
 /** Print one line (never a stack trace) and map to an exit code. */
 export function reportFatal(e: unknown): number {
-  if (e instanceof CommanderError) {
-    if (e.exitCode === 0) return 0;
-    return EXIT_INVALID_INPUT;
+  // A CommanderError (its codes all start with `commander.`), recognised without loading commander.
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string') {
+    const { code, exitCode } = e as Error & { code: string; exitCode?: unknown };
+    if (code.startsWith('commander.') && typeof exitCode === 'number') {
+      return exitCode === 0 ? 0 : EXIT_INVALID_INPUT;
+    }
   }
   if (isSkError(e)) {
     process.stderr.write(`${e.code}: ${e.message}\n`);

@@ -14,15 +14,21 @@ export function register(program: Command): void {
       'after',
       '\nExit codes: 0 ok, 1 run-time failure, 2 invalid spec. Logs are JSON lines on stderr.',
     )
-    .action(async (opts: { config?: string; once?: boolean; probe?: boolean }) => {
-      // The probe runs often inside the agent's container: it loads only what it needs.
-      if (opts.probe) {
-        const { runProbe } = await import('../../sidecar/probe.js');
-        process.exitCode = await runProbe(opts);
-        return;
-      }
-      const { runAgent } = await import('../../sidecar/agent.js');
-      const { exitProcess } = await import('../../sidecar/common.js');
-      await exitProcess(await runAgent(opts));
-    });
+    .action(agentAction);
+}
+
+/**
+ * The action of `sidekey agent`; cli/main.ts also calls it directly (without commander) when the
+ * arguments are plain agent options, so that the injected container starts with the least code.
+ */
+export async function agentAction(opts: { config?: string; once?: boolean; probe?: boolean }): Promise<void> {
+  // The probe runs often inside the agent's container: it loads only what it needs.
+  if (opts.probe) {
+    const { runProbe } = await import('../../sidecar/probe.js');
+    process.exitCode = await runProbe(opts);
+    return;
+  }
+  const { runAgent } = await import('../../sidecar/agent.js');
+  const { exitProcess } = await import('../../sidecar/common.js');
+  await exitProcess(await runAgent(opts));
 }
