@@ -180,6 +180,17 @@ export function isSkError(e: unknown): e is SkError {
   return e instanceof SkError;
 }
 
+/**
+ * The first line of a library error's message, bounded. YAML parsers (js-yaml, which the Kubernetes
+ * client uses for kubeconfig files) put a snippet of the input on the lines after the reason, and a
+ * kubeconfig holds tokens and client keys: only the reason and position may reach the user.
+ */
+export function firstLine(e: unknown, max = 200): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const line = (msg.split('\n')[0] ?? '').trim();
+  return line.length > max ? `${line.slice(0, max)}…` : line;
+}
+
 /** Wrap anything thrown into an SkError without leaking its stack (or values) to the user. */
 export function toSkError(e: unknown, fallback: ErrorCode = 'SK_ERR_INTERNAL', context?: string): SkError {
   if (e instanceof SkError) return e;

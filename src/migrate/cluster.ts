@@ -1,5 +1,5 @@
 import type * as K8s from '@kubernetes/client-node';
-import { SkError } from '../errors.js';
+import { firstLine, SkError } from '../errors.js';
 import type { ManifestSet } from './workloads.js';
 import { secretId } from './workloads.js';
 
@@ -15,7 +15,7 @@ async function connect(): Promise<{ k8s: typeof K8s; kc: K8s.KubeConfig; namespa
   try {
     kc.loadFromDefault();
   } catch (e) {
-    throw new SkError('SK_ERR_BACKEND_CONFIG', `kubeconfig: ${e instanceof Error ? e.message : String(e)}`, {
+    throw new SkError('SK_ERR_BACKEND_CONFIG', `kubeconfig: ${firstLine(e)}`, {
       where: 'kubeconfig',
     });
   }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
-import { type ErrorCode, SkError } from '../errors.js';
+import { type ErrorCode, firstLine, SkError } from '../errors.js';
 import type { SecretRef } from '../refs.js';
 import type { Backends, K8sSettings } from '../spec.js';
 import type { ChangeListener, FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
@@ -201,7 +201,7 @@ class K8sProvider implements Provider {
     } catch (e) {
       throw new SkError(
         'SK_ERR_BACKEND_CONFIG',
-        `k8s: cannot load the cluster connection (in-cluster config or kubeconfig): ${e instanceof Error ? e.message : String(e)}`,
+        `k8s: cannot load the cluster connection (in-cluster config or kubeconfig): ${firstLine(e)}`,
         { where: 'backends.k8s' },
       );
     }
