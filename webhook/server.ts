@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import pino from 'pino';
+import { SkError } from '../src/errors.js';
 import { createLogger, type Logger, silentLogger } from '../src/log.js';
 import { reviewAdmission } from './admission.js';
 import { loadWebhookConfig, nativeSidecarsEnabled, type WebhookConfig } from './config.js';
@@ -194,7 +195,18 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     },
     { usePolling: o.tlsPolling },
   );
-  await app.listen({ port: o.port, host: o.host });
+  try {
+    await app.listen({ port: o.port, host: o.host });
+  } catch (e) {
+    // The file watch would keep the process alive: without this, a taken port hangs instead of exiting.
+    await watcher.close();
+    await app.close();
+    const why = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new SkError('SK_ERR_CLI_USAGE', `--host ${o.host} --port ${o.port}: cannot listen (${why})`, {
+      where: '--port',
+      cause: e,
+    });
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
   log.info({ port }, 'sidekey webhook listening (HTTPS)');

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -391,6 +392,42 @@ describe('sidekey webhook refuses to start', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^SK_ERR_TLS: --tls-cert \/nonexistent\/tls\.crt: cannot read \(ENOENT\)$/m);
+  });
+
+  it('on a port already taken: exits (does not hang on the TLS file watch), SK_ERR naming --port', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const busy = (taken.address() as net.AddressInfo).port;
+    // A good pair of its own: the rotation tests above leave a mismatched one in dir/tls.
+    const tls = path.join(dir, 'busy');
+    mkdirSync(tls);
+    writeFileSync(path.join(tls, 'tls.crt'), first.cert);
+    writeFileSync(path.join(tls, 'tls.key'), first.key);
+    try {
+      const r = await runCli(
+        [
+          'webhook',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(busy),
+          '--tls-cert',
+          path.join(tls, 'tls.crt'),
+          '--tls-key',
+          path.join(tls, 'tls.key'),
+        ],
+        { timeoutMs: 20_000 },
+      );
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^SK_ERR_CLI_USAGE: --host 127\\.0\\.0\\.1 --port ${busy}: cannot listen \\(EADDRINUSE\\)$`,
+          'm',
+        ),
+      );
+      expect(r.code).toBe(2);
+    } finally {
+      taken.close();
+    }
   });
 
   it('with a bad config file (exit 2, SK_ERR_WEBHOOK_CONFIG naming the field)', async () => {
