@@ -1,5 +1,5 @@
 import { formatDuration } from './duration.js';
-import { type ErrorCode, SkError, toSkError } from './errors.js';
+import { type ErrorCode, SkError, toSkError, toValueSafeSkError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Notifier } from './notify.js';
 import type { ProviderRegistry } from './providers/registry.js';
@@ -393,7 +393,7 @@ export class Engine {
       );
       return renewed;
     } catch (e) {
-      const err = toSkError(e, 'SK_ERR_BACKEND_RESPONSE', `${secret.ref.raw}: lease renewal`);
+      const err = toValueSafeSkError(e, 'SK_ERR_BACKEND_RESPONSE', `${secret.ref.raw}: lease renewal`);
       // Reaching the max TTL is the normal end of a lease, not a failure.
       const level = err.code === 'SK_ERR_LEASE_NOT_RENEWABLE' ? 'info' : 'warn';
       this.#log[level](
@@ -590,7 +590,7 @@ export class Engine {
     const ctx = this.#ctx(name);
     const refs = groups.map((g) => g[0]!.secret.ref);
     const wrap = (e: unknown, ref: SecretRef) =>
-      toSkError(e, 'SK_ERR_INTERNAL', `${ref.raw}: ${name} provider`);
+      toValueSafeSkError(e, 'SK_ERR_INTERNAL', `${ref.raw}: ${name} provider`);
     if (provider.fetchMany && refs.length > 1) {
       try {
         const results = await provider.fetchMany(refs, ctx);
@@ -614,7 +614,7 @@ export class Engine {
       const bytes = renderSecret(secret, selectKey(r.value, secret.ref));
       return { ok: true, bytes, result: r };
     } catch (e) {
-      return { ok: false, error: toSkError(e, 'SK_ERR_RENDER', `secrets.${secret.name}`) };
+      return { ok: false, error: toValueSafeSkError(e, 'SK_ERR_RENDER', `secrets.${secret.name}`) };
     }
   }
 

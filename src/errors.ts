@@ -197,3 +197,18 @@ export function toSkError(e: unknown, fallback: ErrorCode = 'SK_ERR_INTERNAL', c
   const msg = e instanceof Error ? e.message : String(e);
   return new SkError(fallback, context ? `${context}: ${msg}` : msg, { cause: e });
 }
+
+/**
+ * Like {@link toSkError}, for failures of code that handles secret values (providers, renderers): an
+ * SkError passes through, anything else broke the provider contract and is shown by its type only.
+ * Its message may quote a response body or the value itself (V8's JSON.parse errors quote their
+ * input), so neither the message nor the error (as `cause`) is kept.
+ */
+export function toValueSafeSkError(e: unknown, fallback: ErrorCode, context: string): SkError {
+  if (e instanceof SkError) return e;
+  const type = e instanceof Error ? e.name : typeof e;
+  return new SkError(
+    fallback,
+    `${context}: failed unexpectedly (${type}); the details are withheld because they may contain the value`,
+  );
+}

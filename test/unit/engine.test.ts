@@ -57,6 +57,8 @@ class ManualClock implements Timers {
 class FakeBackend {
   readonly values = new Map<string, Record<string, string> | string>();
   readonly failing = new Set<string>();
+  /** Locators whose fetch throws a plain (non-SkError) error quoting the value, as a buggy provider might. */
+  readonly broken = new Set<string>();
   /** Fetch times (clock ms) per locator. */
   readonly fetches: Array<{ locator: string; at: number }> = [];
   fetchManyCalls = 0;
@@ -79,6 +81,7 @@ class FakeBackend {
   provider(): Provider {
     const fetchOne = async (ref: SecretRef): Promise<FetchResult> => {
       this.fetches.push({ locator: ref.locator, at: this.clock.now });
+      if (this.broken.has(ref.locator)) JSON.parse(String(this.values.get(ref.locator)));
       if (this.failing.has(ref.locator)) {
         throw new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${ref.raw}: fake backend is down`);
       }
@@ -255,6 +258,36 @@ describe('Engine.syncOnce', () => {
   it('names an unknown provider with SK_ERR_PROVIDER_UNKNOWN', async () => {
     const { engine } = makeEngine({ secrets: { a: { ref: 'nope:a' } } });
     await expect(engine.syncOnce()).rejects.toMatchObject({ code: 'SK_ERR_PROVIDER_UNKNOWN' });
+  });
+
+  it('a provider throwing a plain error (against its contract) is reported by type, never by message', async () => {
+    backend.values.set('tok', CANARY);
+    backend.broken.add('tok');
+    const { engine } = makeEngine({ secrets: { tok: { ref: 'fake:tok' } } });
+    const err = await engine.syncOnce().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'SK_ERR_INTERNAL' });
+    expect(String(err)).toContain('fake:tok: fake provider: failed unexpectedly (SyntaxError)');
+    // V8 quotes the first characters of the input: no part of the value may get through
+    expect(String(err)).not.toContain('SKCANARY');
+    expect(JSON.stringify(err)).not.toContain('SKCANARY');
+    expect((err as Error).cause).toBeUndefined();
+  });
+
+  it('a plain error during rotation reaches the status file and logs by type only', async () => {
+    backend.values.set('tok', 'first');
+    const { engine } = makeEngine({ refresh: '10s', secrets: { tok: { ref: 'fake:tok' } } });
+    await engine.start();
+    backend.values.set('tok', CANARY);
+    backend.broken.add('tok');
+    await clock.advance(11_000);
+    const st = await status();
+    expect(st.secrets.tok?.lastError?.message).toContain('failed unexpectedly (SyntaxError)');
+    expect(JSON.stringify(st)).not.toContain('SKCANARY');
+    expect(logs).toContain('failed unexpectedly (SyntaxError)');
+    expect(logs).not.toContain('SKCANARY');
   });
 });
 

@@ -1,6 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERRORS, type ErrorCode, isSkError, oneLine, SkError, toSkError } from '../../src/errors.js';
+import {
+  ERRORS,
+  type ErrorCode,
+  firstLine,
+  isSkError,
+  oneLine,
+  SkError,
+  toSkError,
+  toValueSafeSkError,
+} from '../../src/errors.js';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Set([...doc.matchAll(/^\|\s*`(SK_ERR_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]!));
@@ -57,6 +66,28 @@ describe('SkError', () => {
     expect(w.code).toBe('SK_ERR_NOTIFY');
     expect(w.message).toBe('http:http://x: boom at line');
     expect(toSkError('str').code).toBe<ErrorCode>('SK_ERR_INTERNAL');
+  });
+
+  it('toValueSafeSkError passes SkErrors through and shows anything else by its type only', () => {
+    const sk = new SkError('SK_ERR_WRITE', 'x');
+    expect(toValueSafeSkError(sk, 'SK_ERR_RENDER', 'secrets.a')).toBe(sk);
+    let parseError: unknown;
+    try {
+      JSON.parse('SKCANARY-7f3c9e2a-do-not-print');
+    } catch (e) {
+      parseError = e;
+    }
+    const w = toValueSafeSkError(parseError, 'SK_ERR_RENDER', 'secrets.a');
+    expect(w.code).toBe('SK_ERR_RENDER');
+    expect(w.message).toMatch(/^secrets\.a: failed unexpectedly \(SyntaxError\)/);
+    expect(w.message).not.toContain('SKCANARY');
+    expect(w.cause).toBeUndefined();
+  });
+
+  it('firstLine keeps the reason of a parse error, not the snippet after it', () => {
+    const e = new Error('bad indentation (3:4)\n\n 2 | token: SKCANARY-7f3c\n---^');
+    expect(firstLine(e)).toBe('bad indentation (3:4)');
+    expect(firstLine('x'.repeat(300))).toHaveLength(201);
   });
 
   it('oneLine collapses whitespace', () => {
