@@ -427,7 +427,8 @@ export class Engine {
     if (st.failures === 1) {
       st.failingSince = at;
       const after = this.#spec.maxStale.afterMs;
-      if (after > 0)
+      // A rotation that was writing when stop() came still records its failures; no timer may outlive stop.
+      if (after > 0 && !this.#stopped)
         st.staleTimer = this.#timers.setTimeout(() => this.#onStale(st), Math.min(after, MAX_DELAY));
     }
     const delay = this.#backoff(st.failures);

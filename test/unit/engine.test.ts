@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions, type Timers, type WriteReport } from '../../src/engine.js';
 import { SkError } from '../../src/errors.js';
@@ -615,6 +615,38 @@ describe('Engine rotation', () => {
     expect(backend.closed).toBe(true);
     await clock.advance(60_000);
     expect(backend.fetches).toHaveLength(1);
+  });
+
+  it('stop during a write leaves no timer behind (not even a max-stale timer for a new failure)', async () => {
+    backend.values.set('a', 'v1');
+    backend.values.set('b', 'v1');
+    let stopping: Promise<void> | undefined;
+    let engine: Engine | undefined;
+    // The writer logs "files written" right after the swap: stop then, while the rotation is mid-way.
+    const hook = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logs += chunk.toString();
+        if (chunk.toString().includes('files written') && engine?.status().ready) stopping ??= engine.stop();
+        cb();
+      },
+    });
+    ({ engine } = makeEngine(
+      {
+        refresh: '10s',
+        jitter: 0,
+        maxStale: { after: '5m', action: 'keep' },
+        secrets: { a: { ref: 'fake:a' }, b: { ref: 'fake:b' } },
+      },
+      { log: createLogger({ destination: hook, level: 'debug' }) },
+    ));
+    await engine.start();
+    backend.values.set('a', 'v2');
+    backend.failing.add('b');
+    await clock.advance(10_000);
+    expect(stopping).toBeDefined();
+    await stopping;
+    expect(await read('a')).toBe('v2');
+    expect(clock.pending.size).toBe(0);
   });
 
   it('start rejects and cleans up when the first sync fails', async () => {
