@@ -93,6 +93,16 @@ export function watchKeyPair(
     last = d;
     onChange(pair);
   };
+  // Without a listener, chokidar's 'error' event (e.g. ENOSPC: the node's inotify watch limit) is
+  // thrown and ends the process; reported instead, and the server keeps serving the pair it has.
+  watcher.on('error', (e) => {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    onError(
+      new SkError('SK_ERR_TLS', `${dirs.join(', ')}: cannot watch for certificate changes (${code})`, {
+        where: certFile,
+      }),
+    );
+  });
   watcher.on('all', () => {
     if (timer) clearTimeout(timer);
     timer = setTimeout(check, opts.debounceMs ?? 100);
