@@ -227,17 +227,8 @@ class K8sProvider implements Provider {
   async read(name: string, raw: string): Promise<SecretRead> {
     const c = await this.client();
     const call = `get secrets/${name} in namespace ${c.namespace}`;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const secret = await Promise.race([
-        c.api.readNamespacedSecret({ name, namespace: c.namespace }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(Object.assign(new Error('timed out'), { timeout: true })),
-            K8S_TIMEOUT_MS,
-          );
-        }),
-      ]);
+      const secret = await withTimeout(c.api.readNamespacedSecret({ name, namespace: c.namespace }));
       const data: Record<string, string | Buffer> = {};
       for (const [k, v] of Object.entries(secret.data ?? {})) data[k] = decode(v);
       const version = secret.metadata?.resourceVersion;
@@ -254,8 +245,6 @@ class K8sProvider implements Provider {
       return { data, version };
     } catch (e) {
       throw mapError(e, raw, call, c.k8s);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -296,6 +285,8 @@ class SecretWatcher {
   #stopped = false;
   #warned = false;
   #controller: AbortController | undefined;
+  /** Ends the open watch: the client hands out its controller only once the API server answered. */
+  #endWatch: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
 
@@ -320,6 +311,7 @@ class SecretWatcher {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#controller?.abort();
+    this.#endWatch?.();
     this.#wake?.();
     await this.#loop;
   }
@@ -356,7 +348,7 @@ class SecretWatcher {
     try {
       const c = await this.provider.client();
       // A plain read, not provider.read(): the version bookkeeping (and change detection) is here.
-      const s = await c.api.readNamespacedSecret({ name: this.name, namespace: c.namespace });
+      const s = await withTimeout(c.api.readNamespacedSecret({ name: this.name, namespace: c.namespace }));
       if (this.provider.observe(this.name, s.metadata?.resourceVersion)) this.#notify();
     } catch (e) {
       const code = (e as { code?: unknown }).code;
@@ -384,9 +376,12 @@ class SecretWatcher {
       const finish = (how: 'closed' | 'error') => {
         if (settled) return;
         settled = true;
+        this.#endWatch = undefined;
         this.#controller?.abort();
         resolve(how);
       };
+      // A request still waiting for its answer (the client sets no timeout) must not hold up stop().
+      this.#endWatch = () => finish('closed');
       const watch = new c.k8s.Watch(c.kc);
       watch
         .watch(
@@ -440,6 +435,27 @@ class SecretWatcher {
         resolve();
       };
     });
+  }
+}
+
+/**
+ * `p`, or a rejection after {@link K8S_TIMEOUT_MS} (mapped to "no answer"): the client's reads have no
+ * timeout of their own. The request itself is left to finish.
+ */
+async function withTimeout<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(Object.assign(new Error('timed out'), { timeout: true })),
+          K8S_TIMEOUT_MS,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
