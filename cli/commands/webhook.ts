@@ -57,19 +57,25 @@ export function register(program: Command): void {
             where: '--port',
           });
         }
+        let tls: { stop(): Promise<void> } | undefined;
         if (opts.tlsSelfManaged) {
           // The certificate files must exist before the server loads them.
           const { startSelfManagedTls } = await import('../../webhook/tls-manager-run.js');
-          await startSelfManagedTls(opts);
+          tls = await startSelfManagedTls(opts);
         }
-        const { main } = await import('../../webhook/server.js');
-        await main({
-          configFile: opts.config,
-          port,
-          host: opts.host,
-          tlsCert: opts.tlsCert,
-          tlsKey: opts.tlsKey,
-        });
+        try {
+          const { main } = await import('../../webhook/server.js');
+          await main({
+            configFile: opts.config,
+            port,
+            host: opts.host,
+            tlsCert: opts.tlsCert,
+            tlsKey: opts.tlsKey,
+          });
+        } finally {
+          // After the server (shutdown or a failed start): no sync round may still be writing then.
+          await tls?.stop();
+        }
       },
     );
 }
