@@ -70,10 +70,14 @@ export function createNotifier(onChange: OnChange, opts: NotifierOptions): Notif
     pending = new Set();
     running = action(files)
       .catch((e: unknown) => {
+        // Not an SkError: a bug. Its message may repeat the URL (credentials, query): type only.
         const err =
           e instanceof SkError
             ? e
-            : new SkError('SK_ERR_NOTIFY', `${formatOnChange(onChange)}: ${(e as Error).message}`);
+            : new SkError(
+                'SK_ERR_NOTIFY',
+                `${shownOnChange(onChange)}: failed unexpectedly (${e instanceof Error ? e.name : typeof e})`,
+              );
         opts.log.error({ code: err.code, onChange: onChange.type, files }, err.message);
         try {
           opts.onError?.(err);
@@ -110,6 +114,16 @@ export function createNotifier(onChange: OnChange, opts: NotifierOptions): Notif
 }
 
 type Action = (files: readonly string[]) => Promise<void>;
+
+/** The action as logs and errors show it: an http URL without credentials or query. */
+function shownOnChange(o: OnChange): string {
+  return o.type === 'http' ? `http:${shownUrl(new URL(o.url))}` : formatOnChange(o);
+}
+
+/** A URL without credentials or query: they may carry a token. */
+function shownUrl(u: URL): string {
+  return `${u.origin}${u.pathname}`;
+}
 
 function makeAction(onChange: OnChange, opts: NotifierOptions): Action {
   switch (onChange.type) {
@@ -217,13 +231,12 @@ async function sendSignal(
 }
 
 async function postHttp(url: string, files: readonly string[], opts: NotifierOptions): Promise<void> {
-  // Log the URL without query or credentials: they may carry a token.
   const u = new URL(url);
-  const shown = `${u.origin}${u.pathname}`;
+  const shown = shownUrl(u);
   // fetch refuses URLs with credentials: send them as basic auth instead.
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'sidekey' };
   if (u.username || u.password) {
-    const basic = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+    const basic = `${decodeUserinfo(u.username)}:${decodeUserinfo(u.password)}`;
     headers.authorization = `Basic ${Buffer.from(basic).toString('base64')}`;
     u.username = '';
     u.password = '';
@@ -285,6 +298,15 @@ async function runExec(
   }
   if (result.code !== 0) throw new SkError('SK_ERR_NOTIFY', `${shown}: exited with code ${result.code}`);
   opts.log.info({ onChange: 'exec', command: cmd, files }, 'notified the app');
+}
+
+/** URL userinfo as typed: a `%` that starts no valid escape is kept literally, not a failure. */
+function decodeUserinfo(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,9 +5,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SkError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { createNotifier, listProcesses, type NotifierOptions, pickTarget } from '../../src/notify.js';
 import { type OnChange, parseOnChange } from '../../src/on-change.js';
 
@@ -203,6 +204,39 @@ describe('createNotifier', () => {
     expect(auth).toEqual([`Basic ${Buffer.from('app:s3cr@t').toString('base64')}`]);
     expect(errors).toHaveLength(1);
     expect(errors[0]!.message).toBe(`http:http://127.0.0.1:${port}/reload: POST failed: HTTP 500`);
+  });
+
+  it('a password with a stray % is sent as typed, and never shown', async () => {
+    const canary = 'SKCANARY-7f3c9e2a-do-not-print';
+    const auth: string[] = [];
+    const s = http.createServer((req, res) => {
+      auth.push(req.headers.authorization ?? '');
+      res.statusCode = 500;
+      res.end();
+    });
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    let logs = '';
+    const sink = new PassThrough();
+    sink.on('data', (c: Buffer) => {
+      logs += c.toString();
+    });
+    const { n, errors } = notifier(
+      parseOnChange(`http:http://app:${canary}%ZZ@127.0.0.1:${port}/reload`, 'test'),
+      {
+        retries: 0,
+        log: createLogger({ destination: sink, level: 'debug' }),
+      },
+    );
+    n.changed(['a']);
+    await n.flush();
+    // booleans: a failing assertion must not print the canary
+    expect(auth[0] === `Basic ${Buffer.from(`app:${canary}%ZZ`).toString('base64')}`).toBe(true);
+    expect(errors.map((e) => e.message)).toEqual([
+      `http:http://127.0.0.1:${port}/reload: POST failed: HTTP 500`,
+    ]);
+    expect(logs.includes('SKCANARY')).toBe(false);
   });
 
   it('an http failure is an SK_ERR_NOTIFY without the query string, and is not retried on 404', async () => {
