@@ -10,8 +10,6 @@ backend settings are left out so that the webhook's own defaults apply.
 {{- range $k, $v := $settings }}{{ if $v }}{{ $_ := set $set $k $v }}{{ end }}{{ end }}
 {{- if $set }}{{ $_ := set $backends $backend $set }}{{ end }}
 {{- end }}
-{{- $excluded := list "kube-system" .Release.Namespace }}
-{{- range .Values.webhook.namespaceSelector.excludeNamespaces }}{{ $excluded = append $excluded . }}{{ end }}
 {{- $cfg := dict
   "apiVersion" "sidekey.io/v1"
   "kind" "WebhookConfig"
@@ -28,7 +26,7 @@ backend settings are left out so that the webhook's own defaults apply.
     "resources" $agent.resources)
   "nativeSidecars" $agent.nativeSidecars
   "onInvalidAnnotations" .Values.onInvalidAnnotations
-  "excludedNamespaces" ($excluded | uniq)
+  "excludedNamespaces" (include "sidekey.excludedNamespaces" . | fromYamlArray)
   "backends" $backends
   "logLevel" .Values.logLevel
 }}

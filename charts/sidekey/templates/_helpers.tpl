@@ -61,6 +61,18 @@ sidekey.io/webhook
 {{- printf "%s-%s" (include "sidekey.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+Namespaces never mutated, as a YAML list: kube-system, the release namespace, then
+webhook.namespaceSelector.excludeNamespaces, then kube-public. The control-plane ones are fixed, so a
+custom list (e.g. [monitoring]) cannot drop them. Both the namespaceSelector and the webhook's own
+config file use this one list.
+*/}}
+{{- define "sidekey.excludedNamespaces" -}}
+{{- $excluded := list "kube-system" .Release.Namespace }}
+{{- range .Values.webhook.namespaceSelector.excludeNamespaces }}{{ $excluded = append $excluded . }}{{ end }}
+{{- append $excluded "kube-public" | uniq | toYaml }}
+{{- end }}
+
 {{- define "sidekey.configMapName" -}}
 {{- printf "%s-config" (include "sidekey.fullname" .) }}
 {{- end }}
