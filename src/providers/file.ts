@@ -218,7 +218,12 @@ function parseMap(
       // Only the code and position: YAML messages can quote the offending text.
       return unreadable(`is not valid YAML (${err.code} at line ${lineOf(text, err.pos[0])})`);
     }
-    data = doc.toJS({ maxAliasCount: 100 });
+    try {
+      data = doc.toJS({ maxAliasCount: 100 });
+    } catch {
+      // The one failure here is the alias limit (a "billion laughs" file); its message names nothing.
+      return unreadable('is not usable YAML (its aliases expand too far)');
+    }
   } else if (mode === 'json') {
     try {
       data = JSON.parse(text);

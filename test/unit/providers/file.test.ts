@@ -183,6 +183,19 @@ describe('file provider', () => {
     expect(e2.message).toContain('UTF-8');
   });
 
+  it('refuses a YAML file whose aliases expand too far with SK_ERR_SOURCE_UNREADABLE', async () => {
+    const rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'];
+    for (const [x, y] of ['ba', 'cb', 'dc', 'ed', 'fe']) {
+      rows.push(`${x}: &${x} [${Array(9).fill(`*${y}`).join(', ')}]`);
+    }
+    writeFileSync(path.join(dir, 'laughs.yaml'), `${rows.join('\n')}\n`);
+    const e = await catchSkAsync(() => fetch('file:laughs.yaml'));
+    expect(e.code).toBe('SK_ERR_SOURCE_UNREADABLE');
+    expect(e.message).toBe(
+      `file:laughs.yaml: ${path.join(dir, 'laughs.yaml')} is not usable YAML (its aliases expand too far)`,
+    );
+  });
+
   it('refuses something that is neither a file nor a directory', async () => {
     const fifo = path.join(dir, 'pipe');
     execFileSync('mkfifo', [fifo]);
