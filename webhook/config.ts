@@ -15,32 +15,25 @@ import { deepFreeze } from '../src/spec.js';
  * Every field is optional; an empty file (or no file) gives the defaults shown in the schema.
  */
 
-const quantity = z.string().refine((v) => {
-  try {
-    parseQuantity(v, 'quantity');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be a resource quantity such as 100m or 32Mi');
+/** A string accepted by one of the parsers annotations use, so the config and pods follow one rule. */
+function checkedBy(parse: (v: string, where: string) => unknown, message: string) {
+  return z.string().refine((v) => {
+    try {
+      parse(v, 'config');
+      return true;
+    } catch {
+      return false;
+    }
+  }, message);
+}
 
-const duration = z.string().refine((v) => {
-  try {
-    parseDuration(v, 'duration');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be a duration like 30s, 5m, 1h30m or 0');
-
-const mountPath = z.string().refine((v) => {
-  try {
-    validateMountPath(v, 'mountPath');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be an absolute, normalised path other than /');
+const quantity = checkedBy(parseQuantity, 'must be a resource quantity such as 100m or 32Mi');
+const duration = checkedBy(parseDuration, 'must be a duration like 30s, 5m, 1h30m or 0');
+const mountPath = checkedBy(validateMountPath, 'must be an absolute, normalised path other than /');
+const onChange = checkedBy(
+  parseOnChange,
+  'must be signal:<SIG>[@process], http:<url>, exec:<command> or none',
+);
 
 const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional() }).strict();
 
@@ -57,15 +50,6 @@ const AGENT_DEFAULTS = {
   runAsGroup: 65532,
   resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
 } as const;
-
-const onChange = z.string().refine((v) => {
-  try {
-    parseOnChange(v, 'onChange');
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be signal:<SIG>[@process], http:<url>, exec:<command> or none');
 
 export const webhookConfigSchema = z
   .object({
