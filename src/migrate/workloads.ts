@@ -83,7 +83,18 @@ export function parseManifests(text: string, source: string): ManifestSet {
         { where: source },
       );
     }
-    values.push(doc.toJS({ maxAliasCount: 100 }));
+    try {
+      values.push(doc.toJS({ maxAliasCount: 100 }));
+    } catch {
+      // The alias limit (a "billion laughs" input): the one way a parsed document fails here.
+      throw new SkError(
+        'SK_ERR_MANIFEST_INVALID',
+        `${source}: not usable YAML (its aliases expand too far)`,
+        {
+          where: source,
+        },
+      );
+    }
   }
   return { source, text, json: /^\s*[[{]/.test(text), docs, values };
 }

@@ -55,6 +55,18 @@ describe('migrate golden outputs', () => {
 });
 
 describe('migrate behaviour', () => {
+  it('refuses input whose YAML aliases expand too far with SK_ERR_MANIFEST_INVALID naming the source', () => {
+    const rows = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (const [x, y] of ['ba', 'cb', 'dc', 'ed', 'fe'])
+      rows.push(`${x}: &${x} [${Array(9).fill(`*${y}`).join(', ')}]`);
+    expect(() => parseManifests(rows.join('\n'), 'laughs.yaml')).toThrow(
+      expect.objectContaining({
+        code: 'SK_ERR_MANIFEST_INVALID',
+        message: 'laughs.yaml: not usable YAML (its aliases expand too far)',
+      }),
+    );
+  });
+
   it('removes every secretKeyRef of app containers and expands envFrom when the Secret is in the input', () => {
     const r = migrate(readFixture('api.yaml'), 'api.yaml');
     const w0 = findWorkloads(parseManifests(r.output, 'x'))[0]!;
