@@ -485,7 +485,6 @@ export class TlsManager {
     }
   }
 
-  /** Patch every webhook's caBundle that differs from `bundle`. Returns whether it patched. */
   private async readWebhookConfig(): Promise<V1MutatingWebhookConfiguration> {
     const name = this.o.webhookConfigName;
     try {
@@ -495,6 +494,7 @@ export class TlsManager {
     }
   }
 
+  /** Patch every webhook's caBundle that differs from `bundle`. Returns whether it patched. */
   private async ensureBundle(config: V1MutatingWebhookConfiguration, bundle: string): Promise<boolean> {
     const name = this.o.webhookConfigName;
     const want = b64(bundle);

@@ -5,12 +5,6 @@ import { isRecord, type Pod } from './k8s.js';
 import { mutatePod, type PipelineContext } from './pipeline.js';
 import { SKIP_TEXT, type SkipReason } from './should-inject.js';
 
-/** Where each workload kind keeps its pod template: one table, shared with scan/migrate. */
-const TEMPLATE_PATHS = POD_TEMPLATE_PATHS;
-
-/** Kinds `sidekey inject` understands. */
-export const WORKLOAD_KINDS = Object.freeze(Object.keys(TEMPLATE_PATHS));
-
 export type ObjectResult =
   | {
       readonly kind: 'inject';
@@ -34,7 +28,8 @@ export function objectName(obj: Record<string, unknown>): string {
 export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: string): ObjectResult {
   if (!isRecord(obj)) return { kind: 'skip', reason: 'not a Kubernetes object' };
   const kind = typeof obj.kind === 'string' ? obj.kind : '';
-  const tplPath = TEMPLATE_PATHS[kind];
+  // Where each workload kind keeps its pod template: one table, shared with scan/migrate.
+  const tplPath = POD_TEMPLATE_PATHS[kind];
   if (!tplPath) return { kind: 'skip', reason: `kind ${kind || '(none)'} has no pod template` };
   let tpl: unknown = obj;
   for (const k of tplPath) tpl = isRecord(tpl) ? tpl[k] : undefined;
@@ -47,7 +42,7 @@ export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: str
   const ns = typeof meta.namespace === 'string' ? meta.namespace : namespace;
   const outcome = mutatePod({ operation: 'CREATE', namespace: ns, pod: tpl as Pod }, ctx);
   if (outcome.kind === 'skip')
-    return { kind: 'skip', reason: outcomeText(outcome.reason), skip: outcome.reason };
+    return { kind: 'skip', reason: SKIP_TEXT[outcome.reason], skip: outcome.reason };
   if (outcome.kind === 'invalid') {
     const e = outcome.error;
     throw new SkError(e.code, `${objectName(obj)}: ${e.message}`, { where: e.where });
@@ -62,8 +57,4 @@ export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: str
     parent[tplPath[tplPath.length - 1]!] = outcome.pod;
   }
   return { kind: 'inject', object: mutated, patch: diffPatch(obj, mutated), mode: outcome.mode };
-}
-
-function outcomeText(r: SkipReason): string {
-  return SKIP_TEXT[r];
 }
