@@ -14,14 +14,16 @@ const SIGNALS = new Set(['HUP', 'USR1', 'USR2', 'TERM', 'INT', 'QUIT', 'WINCH'])
 
 /** Parse `signal:HUP[@name]`, `http:<url>`, `exec:<command>` or `none`. */
 export function parseOnChange(s: string, where: string): OnChange {
-  const fail = (why: string): never => {
-    throw new SkError('SK_ERR_ON_CHANGE_INVALID', `${where}: "${s}" ${why}`, { where });
-  };
   const v = s.trim();
   if (v === '' || v === 'none') return { type: 'none' };
   const colon = v.indexOf(':');
   const kind = colon < 0 ? v : v.slice(0, colon);
   const arg = colon < 0 ? '' : v.slice(colon + 1);
+  // A URL's user:password@ and query may carry a token: errors (admission denials, events) show neither.
+  const shown = kind === 'http' ? s.replace(/\/\/[^/?#\s]*@/, '//…@').replace(/\?.*$/, '?…') : s;
+  const fail = (why: string): never => {
+    throw new SkError('SK_ERR_ON_CHANGE_INVALID', `${where}: "${shown}" ${why}`, { where });
+  };
   switch (kind) {
     case 'signal': {
       const [sigRaw = '', proc] = arg.split('@');

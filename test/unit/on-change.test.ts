@@ -32,6 +32,20 @@ describe('parseOnChange', () => {
     }
   });
 
+  it('a refused http URL is shown without its credentials or query', () => {
+    const canary = 'SKCANARY-7f3c9e2a-do-not-print';
+    for (const text of [`http:ftp://app:${canary}@x/y`, `http:ftp://x/y?token=${canary}`]) {
+      try {
+        parseOnChange(text, 'sidekey.io/on-change');
+        expect.unreachable();
+      } catch (e) {
+        expect(isSkError(e) && e.code).toBe('SK_ERR_ON_CHANGE_INVALID');
+        expect((e as Error).message).toContain('http or https');
+        expect((e as Error).message.includes('SKCANARY')).toBe(false);
+      }
+    }
+  });
+
   it.each(['none', 'signal:HUP', 'signal:USR2@app', 'http:https://x.test/reload?now=1', 'exec:kill -HUP 1'])(
     'format ∘ parse round-trips %j',
     (text) => {
