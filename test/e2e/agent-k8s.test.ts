@@ -69,8 +69,7 @@ describe('k8s: provider from an injected pod', () => {
     await waitFor(
       'the agent to write db-password',
       async () => {
-        if (r.proc.child.exitCode !== null)
-          throw new GiveUp(`agent exited ${r.proc.child.exitCode}:\n${r.proc.log()}`);
+        if (r.proc.ended()) throw new GiveUp(`agent ended (${r.proc.how()}):\n${r.proc.log().slice(-2000)}`);
         return existsSync(file) ? true : undefined;
       },
       60_000,
@@ -164,8 +163,8 @@ describe('k8s: provider from an injected pod', () => {
       await waitFor(
         'the agent to write db-password',
         async () => {
-          if (r.proc.child.exitCode !== null)
-            throw new GiveUp(`agent exited ${r.proc.child.exitCode}:\n${r.proc.log()}`);
+          if (r.proc.ended())
+            throw new GiveUp(`agent ended (${r.proc.how()}):\n${r.proc.log().slice(-2000)}`);
           return existsSync(file) ? true : undefined;
         },
         60_000,

@@ -124,8 +124,7 @@ describe('OpenBao kubernetes auth from an injected pod', () => {
     await waitFor(
       'the agent to write both files',
       async () => {
-        if (r.proc.child.exitCode !== null)
-          throw new GiveUp(`agent exited ${r.proc.child.exitCode}:\n${r.proc.log()}`);
+        if (r.proc.ended()) throw new GiveUp(`agent ended (${r.proc.how()}):\n${r.proc.log().slice(-2000)}`);
         return existsSync(join(out, 'db-password')) && existsSync(join(out, 'pg')) ? true : undefined;
       },
       60_000,

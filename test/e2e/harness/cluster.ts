@@ -108,7 +108,7 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
   };
   try {
     await waitFor('etcd to serve', async () => {
-      if (etcd.child.exitCode !== null) throw new GiveUp(`etcd exited:\n${etcd.log().slice(-2000)}`);
+      if (etcd.ended()) throw new GiveUp(`etcd exited:\n${etcd.log().slice(-2000)}`);
       const r = await fetch(`${etcdUrl}/health`);
       return r.ok ? true : undefined;
     });
@@ -145,8 +145,7 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
     await waitFor(
       'kube-apiserver /readyz',
       async () => {
-        if (api.child.exitCode !== null)
-          throw new GiveUp(`kube-apiserver exited:\n${api.log().slice(-3000)}`);
+        if (api.ended()) throw new GiveUp(`kube-apiserver exited:\n${api.log().slice(-3000)}`);
         return (await get(certs, '/readyz')) === 200 ? true : undefined;
       },
       120_000,

@@ -11,6 +11,10 @@ export interface Proc {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   stop(graceMs?: number): Promise<void>;
   exited: Promise<number | null>;
+  /** Whether the process has ended (by exit code or by signal, e.g. a V8 fatal error's SIGTRAP). */
+  ended(): boolean;
+  /** `exit <code>` or `signal <name>`, for failure messages. */
+  how(): string;
 }
 
 const live = new Set<ChildProcess>();
@@ -49,6 +53,8 @@ export function startProc(
     child,
     logFile,
     exited,
+    ended: () => child.exitCode !== null || child.signalCode !== null,
+    how: () => (child.signalCode ? `signal ${child.signalCode}` : `exit ${child.exitCode}`),
     log: () => {
       try {
         return readFileSync(logFile, 'utf8');

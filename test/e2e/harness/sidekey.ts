@@ -251,8 +251,7 @@ export async function installSidekey(
     await waitFor(
       'sidekey webhook /readyz',
       async () => {
-        if (proc.child.exitCode !== null)
-          throw new GiveUp(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
+        if (proc.ended()) throw new GiveUp(`sidekey webhook exited:\n${proc.log().slice(-3000)}`);
         return (await httpsStatus(onPort, k.info.caPem, '/readyz')) === 200 ? true : undefined;
       },
       30_000,
