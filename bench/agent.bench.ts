@@ -54,6 +54,7 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
     }
     const last = samples.at(-1)!;
     const at5s = samples[4]!;
+    const base = await baseline();
     return [
       {
         section: SECTION,
@@ -63,7 +64,14 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
         max: 48,
         note: `after 30 s: anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; ${mib(at5s.rss).toFixed(1)} MiB after 5 s; peak ${mib(last.hwm).toFixed(1)} MiB`,
       },
-      ...(await baseline()),
+      base.row,
+      {
+        section: SECTION,
+        metric: 'agent RSS above the idle `node -e` process',
+        value: mib(last.rss - base.rss),
+        unit: 'MiB',
+        note: `anon +${mib(last.anon - base.anon).toFixed(1)}, file-backed (node's own code pages) +${mib(last.file - base.file).toFixed(1)} MiB: what sidekey adds over Node itself`,
+      },
     ];
   } finally {
     child.kill('SIGTERM');
@@ -72,20 +80,21 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
 }
 
 /** For scale: a bare `node` process that does nothing, measured the same way. */
-async function baseline(): Promise<Row[]> {
+async function baseline(): Promise<ReturnType<typeof procMemory> & { row: Row }> {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   try {
     await sleep(2000);
     const m = procMemory(child.pid!);
-    return [
-      {
+    return {
+      ...m,
+      row: {
         section: SECTION,
         metric: 'for scale: an idle `node -e` process (VmRSS)',
         value: mib(m.rss),
         unit: 'MiB',
         note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
       },
-    ];
+    };
   } finally {
     child.kill();
     await exited(child);
@@ -95,7 +104,23 @@ async function baseline(): Promise<Row[]> {
 async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
   const toReady: number[] = [];
   const toExit: number[] = [];
+  const bare: number[] = [];
   for (let i = 0; i < RUNS; i++) {
+    // For scale, measured the same way: a bare `node -e` that only creates the marker.
+    rmSync(fx.out, { recursive: true, force: true });
+    const tn = performance.now();
+    const node = spawn(
+      process.execPath,
+      [
+        '-e',
+        'require("node:fs").mkdirSync(process.argv[1], { recursive: true })',
+        path.join(fx.out, '..data'),
+      ],
+      { stdio: 'ignore' },
+    );
+    bare.push((await pollUntil(() => ready(fx.out))) - tn);
+    await exited(node);
+
     rmSync(fx.out, { recursive: true, force: true });
     const t0 = performance.now();
     const child = spawnSidekey(['agent', '-c', fx.spec]);
@@ -119,6 +144,13 @@ async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
       unit: 'ms',
       max: 150,
       note: `median of ${RUNS}; min ${Math.min(...toReady).toFixed(0)}, max ${Math.max(...toReady).toFixed(0)}`,
+    },
+    {
+      section: SECTION,
+      metric: 'for scale: spawn → a bare `node -e` creates ..data',
+      value: median(bare),
+      unit: 'ms',
+      note: `median of ${RUNS}: Node's own start-up, which the figure above includes`,
     },
     {
       section: SECTION,
