@@ -129,6 +129,15 @@ export function parseAndValidate(
   }
 
   const mountPath = resolved.output.dir;
+  // The agent's own mounts: the API server would refuse a duplicate mount path (or the kubelet a mount
+  // inside the read-only token volume) with a message that names no annotation.
+  if (mountPath === TOKEN_DIR || mountPath.startsWith(`${TOKEN_DIR}/`)) {
+    throw new SkError(
+      'SK_ERR_ANNOTATION_INVALID',
+      `${ANN_MOUNT_PATH}: ${mountPath} is reserved for the agent's service-account token (${TOKEN_DIR}); choose another mount path`,
+      { where: ANN_MOUNT_PATH },
+    );
+  }
   for (const c of containers) {
     if (!targets.includes(c.name)) continue;
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === mountPath)) {

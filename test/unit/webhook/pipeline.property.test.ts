@@ -292,6 +292,11 @@ describe('pipeline properties', () => {
     { key: () => 'sidekey.io/mode', value: 'sometimes', code: 'SK_ERR_ANNOTATION_INVALID' },
     { key: () => 'sidekey.io/containers', value: 'no-such-container', code: 'SK_ERR_CONTAINER_UNKNOWN' },
     { key: () => 'sidekey.io/mount-path', value: 'relative/path', code: 'SK_ERR_ANNOTATION_INVALID' },
+    {
+      key: () => 'sidekey.io/mount-path',
+      value: '/var/run/secrets/sidekey.io/serviceaccount',
+      code: 'SK_ERR_ANNOTATION_INVALID',
+    },
     { key: () => 'sidekey.io/refresh', value: 'often', code: 'SK_ERR_DURATION_INVALID' },
     { key: () => 'sidekey.io/on-change', value: 'signal:KILL', code: 'SK_ERR_ON_CHANGE_INVALID' },
     { key: () => 'sidekey.io/cpu-limit', value: 'two cores', code: 'SK_ERR_ANNOTATION_INVALID' },
