@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import type { Command } from 'commander';
+import { AGENT_V8_FLAGS } from '../sidecar/v8-flags.js';
 import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError } from '../src/errors.js';
 
 /**
@@ -17,10 +18,11 @@ export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
   try {
     if (args[0] === 'agent') {
-      // The agent is mostly idle and runs in every pod: V8's lite mode (no optimising compilers,
-      // lazier feedback vectors) saves ~6 MiB of its resident memory at no measurable start-up cost
-      // (docs/agent.md, "Performance"). It must be set before the agent's code is loaded.
-      v8.setFlagsFromString('--lite-mode');
+      // The agent is mostly idle and runs in every pod: without V8's optimising compilers it keeps
+      // less resident memory at no measurable start-up cost (docs/agent.md, "Performance"). Not
+      // `--lite-mode`: it implies jitless, and Node's fetch (undici) compiles WebAssembly, which then
+      // aborts the process on the first backend request (test/unit/sidecar/v8-flags.test.ts).
+      for (const flag of AGENT_V8_FLAGS) v8.setFlagsFromString(flag);
       const opts = agentFastPath(args.slice(1));
       if (opts) {
         const { agentAction } = await import('./commands/agent.ts');
