@@ -110,6 +110,8 @@ export class VaultProvider implements Provider {
   #lastTokenCheck = 0;
   #tokenCheck: Promise<boolean> | undefined;
   readonly #mounts = new Map<string, MountInfo | null>();
+  /** Mount lookups in flight. */
+  readonly #mountLookups = new Set<Promise<MountInfo | null>>();
   /** The last read of each dynamic path (shared by the secrets that read it at about the same time). */
   readonly #issued = new Map<string, { result: Promise<FetchResult> }>();
   /** The last renewal of each lease (shared likewise). */
@@ -381,14 +383,34 @@ export class VaultProvider implements Provider {
 
   /** The mount a path lives on (cached per mount), or null when it cannot be told (no access). */
   async #mountOf(locator: string, ctx: ProviderContext): Promise<MountInfo | null> {
-    // The longest known mount containing the path (mounts can nest: secret/ and secret/team/).
+    const known = this.#knownMount(locator);
+    if (known !== undefined) return known;
+    // The first sync asks for every secret at once, mostly on one mount: wait for the lookups already
+    // in flight, which likely answer for this path too, instead of sending one lookup per secret.
+    if (this.#mountLookups.size > 0) {
+      await Promise.allSettled(this.#mountLookups);
+      const learnt = this.#knownMount(locator);
+      if (learnt !== undefined) return learnt;
+    }
+    const lookup = this.#lookupMount(locator, ctx);
+    this.#mountLookups.add(lookup);
+    try {
+      return await lookup;
+    } finally {
+      this.#mountLookups.delete(lookup);
+    }
+  }
+
+  /** The longest known mount containing the path (mounts can nest: secret/ and secret/team/). */
+  #knownMount(locator: string): MountInfo | null | undefined {
     let best: MountInfo | undefined;
     for (const [prefix, info] of this.#mounts) {
       if (info && locator.startsWith(prefix) && prefix.length > (best?.path.length ?? 0)) best = info;
     }
-    if (best) return best;
-    const cached = this.#mounts.get(`?${locator}`);
-    if (cached !== undefined) return cached;
+    return best ?? this.#mounts.get(`?${locator}`);
+  }
+
+  async #lookupMount(locator: string, ctx: ProviderContext): Promise<MountInfo | null> {
     let body: unknown;
     try {
       body = await this.#call(ctx, 'GET', `sys/internal/ui/mounts/${locator}`, undefined, locator);

@@ -72,6 +72,19 @@ describe('vault provider against a real OpenBao server', () => {
     }
   });
 
+  it('secrets fetched at once share one mount lookup (first sync: not one lookup per secret)', async () => {
+    const p = new VaultProvider(
+      { addr: w.bao.addr, authMethod: 'token', tokenFile: w.rootTokenFile },
+      { retry: fast },
+    );
+    const refs = ['secret/app/db#username', 'secret/app/db#password', 'secret/other/x', 'secret/data/app/db'];
+    const results = await Promise.all(refs.map((r) => p.fetch(parseRef(`vault:${r}`), ctx)));
+    expect(results.map((r) => r.version)).toEqual(['kv2:2', 'kv2:2', 'kv2:1', 'kv2:2']);
+    // token lookup-self (the login) + one sys/internal/ui/mounts lookup + one read per fetch
+    expect(p.stats.requests).toBe(1 + 1 + refs.length);
+    await p.close(ctx);
+  });
+
   it('KV v2 (approle): detects the mount, reads secret/app/db and secret/data/app/db alike, reports the version', async () => {
     const p = approle();
     const a = await p.fetch(parseRef('vault:secret/app/db#password'), ctx);
