@@ -778,15 +778,19 @@ function toHttp(e: unknown): VaultHttpError | undefined {
   return { status: r.statusCode, errors: errs };
 }
 
-/** Vault's own error text, sanitised: one line, no request ids, no tokens/accessors, bounded. */
+/** Vault's own error text, sanitised: one line, no request ids, no tokens/accessors/JWTs, bounded. */
 export function sanitiseVaultText(s: string): string {
-  return s
-    .replace(/\s+/g, ' ')
-    .replace(/\b(?:hvs|hvb|hvr|s|b|r)\.[A-Za-z0-9_-]{8,}/g, '<token>')
-    .replace(/request[ _-]?id[:= ]+[0-9a-f-]{8,}/gi, '')
-    .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, '<id>')
-    .slice(0, 200)
-    .trim();
+  return (
+    s
+      .replace(/\s+/g, ' ')
+      .replace(/\b(?:hvs|hvb|hvr|s|b|r)\.[A-Za-z0-9_-]{8,}/g, '<token>')
+      // a JWT (the service-account token sent to kubernetes/jwt login), should a server or proxy echo it
+      .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '<jwt>')
+      .replace(/request[ _-]?id[:= ]+[0-9a-f-]{8,}/gi, '')
+      .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, '<id>')
+      .slice(0, 200)
+      .trim()
+  );
 }
 
 function detail(h: VaultHttpError): string {

@@ -75,4 +75,10 @@ describe('vault: settings and messages', () => {
     expect(s).toContain('permission denied');
     expect(s).not.toContain('\n');
   });
+
+  it('sanitises a JWT echoed in Vault error text', () => {
+    const jwt = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from('{"sub":"SKCANARY-7f3c9e2a-do-not-print"}').toString('base64url')}.c2ln`;
+    const s = sanitiseVaultText(`error validating token: ${jwt} is expired`);
+    expect(s).toBe('error validating token: <jwt> is expired');
+  });
 });
