@@ -40,6 +40,16 @@ export async function startSelfManagedTls(o: SelfManagedTlsCliOptions): Promise<
   const ms = (v: string | undefined, flag: string): number | undefined =>
     v === undefined ? undefined : parseDuration(v, flag);
   const renewAt = o.tlsRenewAt === undefined ? undefined : Number(o.tlsRenewAt);
+  if (renewAt !== undefined && !(renewAt > 0 && renewAt < 1)) {
+    // Checked here too, so the message quotes what was typed rather than NaN.
+    throw new SkError(
+      'SK_ERR_CLI_USAGE',
+      `--tls-renew-at: "${o.tlsRenewAt}" is not a fraction between 0 and 1`,
+      {
+        where: '--tls-renew-at',
+      },
+    );
+  }
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const log = createLogger({ name: 'sidekey-webhook' });

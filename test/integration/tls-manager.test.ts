@@ -548,4 +548,24 @@ describe('self-managed webhook TLS (API emulator)', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('SK_ERR_CLI_USAGE: --webhook-config is required with --tls-self-managed');
   });
+
+  it('`--tls-renew-at` that is not a fraction is a usage error quoting the value', async () => {
+    const r = await runCli(
+      [
+        'webhook',
+        `--tls-cert=${path.join(dir, 'x.crt')}`,
+        `--tls-key=${path.join(dir, 'x.key')}`,
+        '--tls-self-managed',
+        '--webhook-config=sidekey-webhook',
+        `--service=${SVC}`,
+        `--namespace=${NS}`,
+        '--tls-renew-at=soon',
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      'SK_ERR_CLI_USAGE: --tls-renew-at: "soon" is not a fraction between 0 and 1',
+    );
+  });
 });
