@@ -29,7 +29,7 @@ export const ANN_STATUS = 'sidekey.io/status';
 /** Value of {@link ANN_STATUS} once injected. */
 export const STATUS_INJECTED = 'injected';
 /**
- * `auto` | `native` | `sidecar` | `init-only`. Default: the webhook config's `defaultMode` (`auto`:
+ * `auto` | `native` | `sidecar` | `init-only`. Default: the webhook config's `agent.mode` (`auto`:
  * native sidecar where the cluster supports it, else init container + classic sidecar).
  */
 export const ANN_MODE = 'sidekey.io/mode';
@@ -126,7 +126,7 @@ export interface BackendSetting {
 
 /**
  * Backend settings a pod may override (cluster defaults come from the webhook config). One row per
- * key; the webhook, `sidekey migrate` and docs/annotations.md all read this table.
+ * key; the webhook reads this table, and a unit test checks docs/annotations.md lists every key.
  */
 export const BACKEND_SETTINGS: readonly BackendSetting[] = Object.freeze([
   { key: 'sidekey.io/vault-addr', backend: 'vault', field: 'addr', type: 'url', doc: 'Vault/OpenBao URL' },
