@@ -68,6 +68,8 @@ type Job = 'fetch' | 'renew';
 
 interface SecretState {
   readonly secret: ResolvedSecret;
+  /** The ref without its `#key` ({@link sourceKey}): secrets with the same source are peers. */
+  readonly source: string;
   /** Last good rendered bytes: what is on disk. */
   bytes?: Buffer;
   version?: string;
@@ -110,8 +112,8 @@ export class Engine {
   readonly #coalesceMs: number;
   readonly #writer: AtomicWriter;
   readonly #states: Map<string, SecretState>;
-  /** Secrets reading the same source (same ref but for `#key`), by secret name, itself included. */
-  readonly #peers = new Map<string, readonly SecretState[]>();
+  /** Secrets reading the same source (same ref but for `#key`), by {@link SecretState.source}. */
+  readonly #bySource = new Map<string, SecretState[]>();
   readonly #providers = new Map<string, Provider>();
   readonly #abort = new AbortController();
   readonly #unwatch: Array<() => Promise<void> | void> = [];
@@ -137,13 +139,17 @@ export class Engine {
       gid: spec.output.gid,
       log: opts.log,
     });
-    this.#states = new Map(spec.secrets.map((s) => [s.name, { secret: s, failures: 0, stale: false }]));
-    const bySource = new Map<string, SecretState[]>();
+    this.#states = new Map(
+      spec.secrets.map((s) => [
+        s.name,
+        { secret: s, source: sourceKey(s.ref), failures: 0, stale: false } satisfies SecretState,
+      ]),
+    );
     for (const st of this.#states.values()) {
-      const key = sourceKey(st.secret.ref);
-      bySource.set(key, [...(bySource.get(key) ?? []), st]);
+      const group = this.#bySource.get(st.source);
+      if (group) group.push(st);
+      else this.#bySource.set(st.source, [st]);
     }
-    for (const group of bySource.values()) for (const st of group) this.#peers.set(st.secret.name, group);
   }
 
   /**
@@ -286,7 +292,8 @@ export class Engine {
     // never come from two different fetches (two different credential sets).
     const expanded = new Map<SecretState, Job>();
     for (const [name, job] of jobs) {
-      for (const peer of this.#peers.get(name)!) if (expanded.get(peer) !== 'fetch') expanded.set(peer, job);
+      for (const peer of this.#peersOf(this.#states.get(name)!))
+        if (expanded.get(peer) !== 'fetch') expanded.set(peer, job);
     }
     const toFetch: SecretState[] = [];
     const renewals = new Map<string, Promise<Lease | undefined>>();
@@ -297,7 +304,7 @@ export class Engine {
     }
     // A peer whose lease could not be renewed takes its whole group to the fetch.
     for (const st of [...toFetch]) {
-      for (const peer of this.#peers.get(st.secret.name)!) if (!toFetch.includes(peer)) toFetch.push(peer);
+      for (const peer of this.#peersOf(st)) if (!toFetch.includes(peer)) toFetch.push(peer);
     }
     if (toFetch.length === 0) {
       if (statusDirty) await this.#writeStatusQuietly();
@@ -309,7 +316,7 @@ export class Engine {
     // A source's secrets are updated together or not at all: a new #username next to an old
     // #password would be a broken pair.
     for (const st of toFetch) {
-      const failed = this.#peers.get(st.secret.name)!.find((p) => !outcomes.get(p.secret.name)?.ok);
+      const failed = this.#peersOf(st).find((p) => !outcomes.get(p.secret.name)?.ok);
       if (!failed || failed === st || !outcomes.get(st.secret.name)?.ok) continue;
       const cause = (outcomes.get(failed.secret.name) as Outcome & { ok: false }).error;
       outcomes.set(st.secret.name, {
@@ -360,6 +367,11 @@ export class Engine {
       );
       this.#afterWrite(report);
     }
+  }
+
+  /** The secrets reading the same source as `st`, itself included. */
+  #peersOf(st: SecretState): readonly SecretState[] {
+    return this.#bySource.get(st.source)!;
   }
 
   /**
@@ -558,10 +570,9 @@ export class Engine {
       const ref = st.secret.ref;
       const sources = byProvider.get(ref.provider) ?? new Map<string, SecretState[]>();
       byProvider.set(ref.provider, sources);
-      const key = sourceKey(ref);
-      const list = sources.get(key);
+      const list = sources.get(st.source);
       if (list) list.push(st);
-      else sources.set(key, [st]);
+      else sources.set(st.source, [st]);
     }
     await Promise.all(
       [...byProvider].map(async ([name, sources]) => {
@@ -622,12 +633,13 @@ export class Engine {
   // --- watches ---
 
   #startWatches(): void {
+    // One ref per source.
     const byProvider = new Map<string, SecretRef[]>();
-    for (const st of this.#states.values()) {
-      const ref = st.secret.ref;
-      const refs = byProvider.get(ref.provider) ?? [];
-      if (!refs.some((r) => sourceKey(r) === sourceKey(ref))) refs.push(ref);
-      byProvider.set(ref.provider, refs);
+    for (const [first] of this.#bySource.values()) {
+      const ref = first!.secret.ref;
+      const refs = byProvider.get(ref.provider);
+      if (refs) refs.push(ref);
+      else byProvider.set(ref.provider, [ref]);
     }
     for (const [name, refs] of byProvider) {
       const p = this.#providers.get(name);
@@ -637,10 +649,8 @@ export class Engine {
   }
 
   #onSourceChanged(provider: string, ref: SecretRef): void {
-    const key = sourceKey(ref);
-    const hits = [...this.#states.values()].filter(
-      (st) => st.secret.ref.provider === provider && sourceKey(st.secret.ref) === key,
-    );
+    // The source key names the provider: a ref of another provider finds no group.
+    const hits = this.#bySource.get(sourceKey(ref)) ?? [];
     this.#log.debug({ provider, ref: ref.raw, secrets: hits.map((h) => h.secret.name) }, 'source changed');
     for (const st of hits) this.#enqueue(st.secret.name, 'fetch', this.#coalesceMs);
   }
