@@ -51,6 +51,9 @@ const AGENT_DEFAULTS = {
   resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
 } as const;
 
+/** A Kubernetes version as written in the config or `--kube-version`: `1.30`, `v1.31.2`, `1.29.1-eks.2`. */
+export const KUBE_VERSION_RE = /^v?\d+\.\d+(\.\d+)?([-+].*)?$/;
+
 export const webhookConfigSchema = z
   .object({
     /** Optional document header; when present it must be `sidekey.io/v1` / `WebhookConfig`. */
@@ -107,7 +110,7 @@ export const webhookConfigSchema = z
     /** The cluster's version (`1.30`, `v1.31.2`), for `nativeSidecars: auto`. */
     kubernetesVersion: z
       .string()
-      .regex(/^v?\d+\.\d+(\.\d+)?([-+].*)?$/, 'must be a version such as 1.30 or v1.31.2')
+      .regex(KUBE_VERSION_RE, 'must be a version such as 1.30 or v1.31.2')
       .optional(),
     /**
      * What a pod with invalid annotations gets: `deny` (admission refused with the SK_ERR code and

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SkError } from '../src/errors.js';
-import { loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
+import { KUBE_VERSION_RE, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
 import { createPipelineContext } from './context.js';
 import { isRecord } from './k8s.js';
 import { injectObject, objectName } from './workloads.js';
@@ -28,6 +28,14 @@ export interface InjectCliIo {
  * `kubectl apply` never applies half a file.
  */
 export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
+  if (o.kubeVersion !== undefined && !KUBE_VERSION_RE.test(o.kubeVersion)) {
+    // Unchecked, a typo would silently select classic sidecars for mode auto.
+    throw new SkError(
+      'SK_ERR_CLI_USAGE',
+      `--kube-version: "${o.kubeVersion}" is not a version such as 1.30 or v1.31.2`,
+      { where: '--kube-version' },
+    );
+  }
   const config = loadWebhookConfig(o.config, {});
   const ctx = createPipelineContext(config, { nativeSidecars: nativeSidecarsEnabled(config, o.kubeVersion) });
   const source = o.file === '-' ? '<stdin>' : o.file;

@@ -123,6 +123,17 @@ describe('sidekey inject', () => {
     expect(lines[0]).toMatch(/^SK_ERR_DURATION_INVALID: Deployment\/d: sidekey\.io\/refresh-db: /);
   });
 
+  it('exits 2 on a --kube-version that is not a version (it would silently select classic sidecars)', async () => {
+    const file = path.join(dir, 'pod.yaml');
+    writeFileSync(file, YAML.stringify(workloads[0]));
+    const r = await runCli(['inject', '-f', file, '--kube-version', '1.3O']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim()).toBe(
+      'SK_ERR_CLI_USAGE: --kube-version: "1.3O" is not a version such as 1.30 or v1.31.2',
+    );
+  });
+
   it('exits 2 on a file that is not YAML', async () => {
     const file = path.join(dir, 'broken.yaml');
     writeFileSync(file, 'kind: Pod\nmetadata: {name: [unclosed\n');
