@@ -173,6 +173,8 @@ export function parseAndValidate(
     namespace,
     deps,
   );
+  // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
+  if (mode === 'init-only') withTokens.agent ??= { mode: 'once' };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
   const { secrets, ...settings } = withTokens;
   const finalSpec: SpecInput = { ...settings, secrets };
