@@ -52,8 +52,16 @@ function inputFiles(f: string): string[] {
 }
 
 function readInput(file: string, io: CliIo): ManifestSet {
-  const text = file === '-' ? io.readStdin() : readFileSync(file, 'utf8');
-  return parseManifests(text, file === '-' ? 'stdin' : file);
+  const source = file === '-' ? 'stdin' : file;
+  let text: string;
+  try {
+    text = file === '-' ? io.readStdin() : readFileSync(file, 'utf8');
+  } catch (e) {
+    // e.g. a dangling symlink found in a directory: skipped there like any unreadable manifest
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new SkError('SK_ERR_MANIFEST_INVALID', `${source}: cannot read it (${code})`, { where: source });
+  }
+  return parseManifests(text, source);
 }
 
 export interface ScanOptions {
