@@ -33,8 +33,12 @@ describe('sidekey scan -f <dir>', () => {
     const code = await runScan(
       { file: tmp, output: 'json' },
       {
-        stdout: (s) => void (stdout += s),
-        stderr: (s) => void (stderr += s),
+        stdout: (s) => {
+          stdout += s;
+        },
+        stderr: (s) => {
+          stderr += s;
+        },
         readStdin: () => '',
       },
     );
