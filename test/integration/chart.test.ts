@@ -191,6 +191,8 @@ describe('helm chart charts/sidekey', () => {
     expect(c.livenessProbe.httpGet).toMatchObject({ path: '/healthz', scheme: 'HTTPS', port: 'https' });
     expect(c.resources.requests).toEqual({ cpu: '20m', memory: '64Mi' });
     expect(c.resources.limits.memory).toBe('192Mi');
+    // Keeps serving while its endpoint is removed, so a rollout does not refuse admission calls.
+    expect(c.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
     // The webhook runs with the flags H3's CLI and the TLS manager define.
     expect(c.args).toEqual(
       expect.arrayContaining([
