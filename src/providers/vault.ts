@@ -206,7 +206,7 @@ export class VaultProvider implements Provider {
 
   async fetch(ref: SecretRef, ctx: ProviderContext): Promise<FetchResult> {
     vaultProvider.validateRef(ref, ref.raw);
-    const mount = await this.#mountOf(ref.locator, ctx);
+    const mount = await this.#mountOf(ref, ctx);
     let path = ref.locator.replace(/\/+$/, '');
     let kv2 = false;
     if (mount?.kvVersion === 2) {
@@ -382,7 +382,8 @@ export class VaultProvider implements Provider {
   // ---- mounts ----
 
   /** The mount a path lives on (cached per mount), or null when it cannot be told (no access). */
-  async #mountOf(locator: string, ctx: ProviderContext): Promise<MountInfo | null> {
+  async #mountOf(ref: SecretRef, ctx: ProviderContext): Promise<MountInfo | null> {
+    const locator = ref.locator;
     const known = this.#knownMount(locator);
     if (known !== undefined) return known;
     // The first sync asks for every secret at once, mostly on one mount: wait for the lookups already
@@ -392,7 +393,7 @@ export class VaultProvider implements Provider {
       const learnt = this.#knownMount(locator);
       if (learnt !== undefined) return learnt;
     }
-    const lookup = this.#lookupMount(locator, ctx);
+    const lookup = this.#lookupMount(ref, ctx);
     this.#mountLookups.add(lookup);
     try {
       return await lookup;
@@ -410,10 +411,12 @@ export class VaultProvider implements Provider {
     return best ?? this.#mounts.get(`?${locator}`);
   }
 
-  async #lookupMount(locator: string, ctx: ProviderContext): Promise<MountInfo | null> {
+  async #lookupMount(ref: SecretRef, ctx: ProviderContext): Promise<MountInfo | null> {
+    const locator = ref.locator;
     let body: unknown;
     try {
-      body = await this.#call(ctx, 'GET', `sys/internal/ui/mounts/${locator}`, undefined, locator);
+      // Errors name the ref, like the read's: the lookup is the first call a fetch makes.
+      body = await this.#call(ctx, 'GET', `sys/internal/ui/mounts/${locator}`, undefined, ref.raw);
     } catch (e) {
       // No permission to look, or an old server: read the path as written. Real errors (auth,
       // unavailable) surface here already and are the same for the read itself.

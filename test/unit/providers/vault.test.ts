@@ -1,6 +1,9 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SkError } from '../../../src/errors.ts';
+import { silentLogger } from '../../../src/log.ts';
 import { sanitiseVaultText, VaultProvider, vaultProvider } from '../../../src/providers/vault.ts';
 import { parseRef } from '../../../src/refs.ts';
 
@@ -80,5 +83,42 @@ describe('vault: settings and messages', () => {
     const jwt = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from('{"sub":"SKCANARY-7f3c9e2a-do-not-print"}').toString('base64url')}.c2ln`;
     const s = sanitiseVaultText(`error validating token: ${jwt} is expired`);
     expect(s).toBe('error validating token: <jwt> is expired');
+  });
+});
+
+describe('vault: error messages (API emulator)', () => {
+  it('a failed mount lookup names the ref, like the read itself', async () => {
+    // Answers the token lookup (the login) and fails sys/internal/ui/mounts with a 500.
+    const server = http.createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/v1/auth/token/lookup-self') {
+        res.end(JSON.stringify({ data: { ttl: 0, renewable: false } }));
+        return;
+      }
+      res.statusCode = 500;
+      res.end(JSON.stringify({ errors: ['internal error'] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const p = new VaultProvider(
+        { addr, authMethod: 'token' },
+        {
+          env: { VAULT_TOKEN: 'hvs.test-token-for-emulator' },
+          retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 },
+        },
+      );
+      const ctx = { signal: new AbortController().signal, log: silentLogger };
+      const err = await p.fetch(parseRef('vault:secret/app/db#password'), ctx).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'SK_ERR_BACKEND_UNAVAILABLE' });
+      expect((err as SkError).message).toBe(
+        'vault:secret/app/db#password: vault read sys/internal/ui/mounts/secret/app/db: vault answered 500 after retries (internal error)',
+      );
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });
