@@ -16,30 +16,8 @@ export interface KeyPair {
  * SK_ERR_TLS naming the file; never the key's content.
  */
 export function readKeyPair(certFile: string, keyFile: string): KeyPair {
-  let cert: Buffer;
-  let key: Buffer;
-  try {
-    cert = readFileSync(certFile);
-  } catch (e) {
-    throw new SkError(
-      'SK_ERR_TLS',
-      `--tls-cert ${certFile}: cannot read (${(e as NodeJS.ErrnoException).code})`,
-      {
-        where: certFile,
-      },
-    );
-  }
-  try {
-    key = readFileSync(keyFile);
-  } catch (e) {
-    throw new SkError(
-      'SK_ERR_TLS',
-      `--tls-key ${keyFile}: cannot read (${(e as NodeJS.ErrnoException).code})`,
-      {
-        where: keyFile,
-      },
-    );
-  }
+  const cert = readOne(certFile, '--tls-cert');
+  const key = readOne(keyFile, '--tls-key');
   try {
     createSecureContext({ cert, key });
   } catch (e) {
@@ -113,6 +91,16 @@ export function watchKeyPair(
       await watcher.close();
     },
   };
+}
+
+function readOne(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new SkError('SK_ERR_TLS', `${flag} ${file}: cannot read (${(e as NodeJS.ErrnoException).code})`, {
+      where: file,
+    });
+  }
 }
 
 function digest(p: KeyPair): string {
