@@ -280,7 +280,10 @@ class K8sProvider implements Provider {
   async close(): Promise<void> {}
 }
 
-/** Watches one Secret by name, falling back to re-reads with backoff while the watch fails. */
+/**
+ * Watches one Secret by name, falling back to re-reads with backoff while the watch fails. Logs name
+ * the Secret in `k8sSecret`: a `secret` field is censored by the logger's redaction.
+ */
 class SecretWatcher {
   #stopped = false;
   #warned = false;
@@ -302,7 +305,7 @@ class SecretWatcher {
   start(): void {
     this.#loop = this.#run().catch((e: unknown) => {
       this.ctx.log.warn(
-        { secret: this.name, err: e instanceof Error ? e.message : String(e) },
+        { k8sSecret: this.name, err: e instanceof Error ? e.message : String(e) },
         'k8s watch loop ended',
       );
     });
@@ -333,7 +336,7 @@ class SecretWatcher {
       if (this.#stopped) break;
       if (failed) {
         this.ctx.log.debug(
-          { secret: this.name, retryInMs: delay, outcome },
+          { k8sSecret: this.name, retryInMs: delay, outcome },
           'k8s watch failed; re-list and retry',
         );
         await this.#sleep(delay);
@@ -357,7 +360,7 @@ class SecretWatcher {
         return;
       }
       this.ctx.log.debug(
-        { secret: this.name, status: typeof code === 'number' ? code : undefined },
+        { k8sSecret: this.name, status: typeof code === 'number' ? code : undefined },
         'k8s re-list failed',
       );
     }
@@ -396,7 +399,7 @@ class SecretWatcher {
             if (type === 'BOOKMARK' || obj?.metadata?.name !== this.name) return;
             const version = type === 'DELETED' ? undefined : obj.metadata.resourceVersion;
             if (this.provider.observe(this.name, version)) {
-              this.ctx.log.debug({ secret: this.name, event: type }, 'k8s secret changed');
+              this.ctx.log.debug({ k8sSecret: this.name, event: type }, 'k8s secret changed');
               this.#notify();
             }
           },
@@ -407,11 +410,11 @@ class SecretWatcher {
                 // Once: without watch rights the agent still works, by re-reading with backoff.
                 this.#warned = true;
                 this.ctx.log.warn(
-                  { secret: this.name, status },
+                  { k8sSecret: this.name, status },
                   `k8s: watch secrets/${this.name} denied (${status}); falling back to periodic re-reads (grant watch and list on it)`,
                 );
               } else {
-                this.ctx.log.debug({ secret: this.name, status }, 'k8s watch ended with an error');
+                this.ctx.log.debug({ k8sSecret: this.name, status }, 'k8s watch ended with an error');
               }
             }
             finish(err ? 'error' : 'closed');
