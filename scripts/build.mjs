@@ -4,7 +4,29 @@
 // never loads the AWS SDK or the Kubernetes client.
 
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { analyzeMetafile, build } from 'esbuild';
+
+/**
+ * zod re-exports its 40-odd translated error-message locales (`z.locales.*`, ~250 KB of the agent's
+ * largest chunk) although only English is ever used: zod itself installs `en` at import, and sidekey
+ * never calls `z.config({ localeError })`. Keep only `en`; esbuild warns if code reads another locale.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]/.test(args.importer)
+        ? { path: path.join(path.dirname(args.importer), '../locales/index.js'), namespace: 'zod-locales' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'zod-locales' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(path.join(path.dirname(args.path), 'en.js'))};`,
+      resolveDir: path.dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
 
 const outdir = new URL('../dist/', import.meta.url).pathname;
 // No clean by default: several test runs may build at once, and removing dist/ under a running CLI
@@ -27,6 +49,7 @@ const result = await build({
   metafile: true,
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [zodEnglishOnly],
   // Some CommonJS dependencies call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __skCreateRequire } from 'node:module'; const require = __skCreateRequire(import.meta.url);",
