@@ -116,8 +116,8 @@ export class VaultProvider implements Provider {
   readonly #issued = new Map<string, { result: Promise<FetchResult> }>();
   /** The last renewal of each lease (shared likewise). */
   readonly #renewals = new Map<string, { at: number; ttlMs: number; outcome: Promise<Lease> }>();
-  /** Dynamic leases issued to us, revoked on close() when revokeOnShutdown is set. */
-  readonly #leases = new Set<string>();
+  /** Dynamic leases issued to us → when they run out (epoch ms); revoked on close() when revokeOnShutdown is set. */
+  readonly #leases = new Map<string, number>();
   #closed = false;
   /** Counters for tests and the bench: requests sent and logins done. */
   readonly stats = { requests: 0, logins: 0, tokenRenewals: 0, leaseRenewals: 0 };
@@ -276,7 +276,7 @@ export class VaultProvider implements Provider {
     const leaseId = typeof body.lease_id === 'string' ? body.lease_id : '';
     const ttl = typeof body.lease_duration === 'number' ? body.lease_duration : 0;
     if (leaseId !== '' && ttl > 0) {
-      this.#leases.add(leaseId);
+      this.#trackLease(leaseId, ttl * 1000);
       const lease: Lease = {
         id: leaseId,
         ttlMs: ttl * 1000,
@@ -347,6 +347,7 @@ export class VaultProvider implements Provider {
         },
       );
     }
+    if (this.#leases.has(lease.id)) this.#leases.set(lease.id, this.#now() + body.lease_duration * 1000);
     if (body.lease_duration < increment || body.renewable === false) {
       throw new SkError(
         'SK_ERR_LEASE_NOT_RENEWABLE',
@@ -366,7 +367,8 @@ export class VaultProvider implements Provider {
     // The agent's signal is already aborted when it closes providers: revoke under a short deadline
     // of our own. Best effort: a failed revoke only means the lease runs out on its own.
     const revokeCtx: ProviderContext = { log: ctx.log, signal: AbortSignal.timeout(5000) };
-    for (const id of this.#leases) {
+    for (const [id, end] of this.#leases) {
+      if (end <= this.#now()) continue; // ran out already: nothing to revoke
       try {
         await this.#call(revokeCtx, 'PUT', 'sys/leases/revoke', { lease_id: id }, `lease ${leaseName(id)}`, {
           retries: 0,
@@ -377,6 +379,13 @@ export class VaultProvider implements Provider {
       }
     }
     this.#leases.clear();
+  }
+
+  /** Remember a lease for revokeOnShutdown; forget those that ran out, so re-fetches do not pile up. */
+  #trackLease(id: string, ttlMs: number): void {
+    const now = this.#now();
+    for (const [k, end] of this.#leases) if (end <= now) this.#leases.delete(k);
+    this.#leases.set(id, now + ttlMs);
   }
 
   // ---- mounts ----

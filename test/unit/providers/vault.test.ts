@@ -122,3 +122,66 @@ describe('vault: error messages (API emulator)', () => {
     }
   });
 });
+
+describe('vault: revokeOnShutdown (API emulator)', () => {
+  it('revokes the leases still running, not the ones that ran out', async () => {
+    const revoked: string[] = [];
+    let seq = 0;
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        if (req.url === '/v1/auth/token/lookup-self') {
+          res.end(JSON.stringify({ data: { ttl: 0, renewable: false } }));
+        } else if (req.url === '/v1/database/creds/app') {
+          seq++;
+          res.end(
+            JSON.stringify({
+              lease_id: `database/creds/app/lease${seq}`,
+              lease_duration: 60,
+              renewable: true,
+              data: { username: `u${seq}`, password: 'SKCANARY-7f3c9e2a-do-not-print' },
+            }),
+          );
+        } else if (req.url === '/v1/sys/leases/revoke') {
+          revoked.push((JSON.parse(body) as { lease_id: string }).lease_id);
+          res.statusCode = 204;
+          res.end();
+        } else {
+          res.statusCode = 404; // no mount lookup: read the path as written
+          res.end(JSON.stringify({ errors: [] }));
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      let now = 1_700_000_000_000;
+      const p = new VaultProvider(
+        {
+          addr: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          authMethod: 'token',
+          revokeOnShutdown: true,
+        },
+        {
+          env: { VAULT_TOKEN: 'hvs.test-token-for-emulator' },
+          now: () => now,
+          retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 },
+        },
+      );
+      const ctx = { signal: new AbortController().signal, log: silentLogger };
+      const ref = parseRef('vault:database/creds/app');
+      await p.fetch(ref, ctx); // lease1, runs out after 60 s
+      now += 61_000;
+      await p.fetch(ref, ctx); // lease2
+      now += 30_000;
+      await p.fetch(ref, ctx); // lease3 (lease2 still has 30 s)
+      await p.close(ctx);
+      expect(revoked.sort()).toEqual(['database/creds/app/lease2', 'database/creds/app/lease3']);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
