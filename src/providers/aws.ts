@@ -168,7 +168,8 @@ export class AwsProvider implements Provider {
     else {
       for (let off = 0; off < ids.length; off += AWS_BATCH_MAX) {
         const chunk = ids.slice(off, off + AWS_BATCH_MAX);
-        const unanswered = await this.#batch(chunk, byId, refs, results, ctx);
+        // Denied on an earlier chunk: the rest are read one by one without asking again.
+        const unanswered = this.#batchDenied ? chunk : await this.#batch(chunk, byId, refs, results, ctx);
         for (const id of unanswered) single.push(...byId.get(id)!);
       }
     }

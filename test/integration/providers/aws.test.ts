@@ -282,6 +282,25 @@ describe('aws provider against moto_server enforcing IAM', () => {
     await p.close();
   });
 
+  it('a policy without BatchGetSecretValue: more than one batch of secrets asks for a batch only once', async () => {
+    const a = new SecretsManagerClient({
+      endpoint: iam.endpoint,
+      region: 'us-east-1',
+      credentials: iam.users.admin!,
+    });
+    const names = Array.from({ length: 25 }, (_, i) => `iam/many/${i}`);
+    for (const name of names) await a.send(new CreateSecretCommand({ Name: name, SecretString: name }));
+    a.destroy();
+    const p = provider(iam.endpoint, iam.users.reader!);
+    const out = await p.fetchMany(
+      names.map((n) => parseRef(`aws:${n}`)),
+      ctx,
+    );
+    expect(out.map((r) => (isSkError(r) ? r.code : text(r.value)))).toEqual(names);
+    expect(p.stats.byOperation).toEqual({ BatchGetSecretValue: 1, GetSecretValue: 25 });
+    await p.close();
+  });
+
   it('unknown access keys are SK_ERR_BACKEND_AUTH', async () => {
     const p = provider(iam.endpoint, { accessKeyId: 'AKIAUNKNOWNUNKNOWN00', secretAccessKey: 'nope' });
     const e = await skErr(p.fetch(parseRef('aws:iam/a'), ctx));
