@@ -137,7 +137,7 @@ export async function runMigrate(opts: MigrateCliOptions, io: CliIo): Promise<nu
   let secretKeys: Map<string, string[]> | undefined;
   if (opts.cluster) {
     const { readSecretKeys } = await import('./cluster.js');
-    secretKeys = await readSecretKeys(envFromSecrets(set, opts.namespace));
+    secretKeys = await readSecretKeys(envFromSecrets(set, opts.namespace), io.stderr);
   }
   const r = migrateManifests(set, { to: opts.to, namespace: opts.namespace, secretKeys });
 

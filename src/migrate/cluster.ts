@@ -124,9 +124,13 @@ export async function listClusterWorkloads(opts: {
   return { source: 'cluster', text: '', json: false, docs: [], values };
 }
 
-/** Key names (never values) of the given Secrets; Secrets that cannot be read are left out. */
+/**
+ * Key names (never values) of the given Secrets; Secrets that cannot be read are left out, with a
+ * line for each given to `warn` (the command's stderr).
+ */
 export async function readSecretKeys(
   secrets: ReadonlyArray<{ namespace: string; name: string }>,
+  warn: (line: string) => void = (line) => void process.stderr.write(line),
 ): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   if (secrets.length === 0) return out;
@@ -138,7 +142,7 @@ export async function readSecretKeys(
       out.set(secretId(s.namespace, s.name), Object.keys(secret.data ?? {}).sort());
     } catch (e) {
       const err = apiError(e, `get secrets/${s.name} in namespace ${s.namespace}`, k8s);
-      process.stderr.write(`warn: ${err.code}: ${err.message}; its keys stay unknown\n`);
+      warn(`warn: ${err.code}: ${err.message}; its keys stay unknown\n`);
     }
   }
   return out;
