@@ -37,7 +37,7 @@ export interface EngineOptions {
   readonly onSecretError?: (secret: string, error: SkError) => void;
   /** A failure the agent should exit on (max-stale with action fail). Without it, it is only logged. */
   readonly onFatal?: (error: SkError) => void;
-  /** Told about changed files after every write but the first. */
+  /** Told about changed files after every write but the first; closed by {@link Engine.stop}. */
   readonly notifier?: Notifier;
   /** Clock (epoch ms); default Date.now. */
   readonly now?: () => number;
@@ -176,7 +176,11 @@ export class Engine {
     }
   }
 
-  /** Stop timers and watches, wait for work in progress, close the providers. Idempotent. */
+  /**
+   * Stop timers and watches, wait for work in progress, close the providers and the notifier (a
+   * notification still in its debounce window is dropped: it would reach an app that is stopping,
+   * after "stopped", and its timer kept the process alive). Idempotent.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
@@ -187,6 +191,7 @@ export class Engine {
     await this.idle();
     const ctx = (name: string) => this.#ctx(name);
     await Promise.allSettled([...this.#providers].map(async ([name, p]) => p.close?.(ctx(name))));
+    await this.#opts.notifier?.close().catch(() => {});
   }
 
   /** Resolves once no fetch, renewal or write is in progress (tests, graceful shutdown). */

@@ -5,8 +5,8 @@ import { PassThrough, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions, type Timers, type WriteReport } from '../../src/engine.js';
 import { SkError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
-import type { Notifier } from '../../src/notify.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { createNotifier, type Notifier } from '../../src/notify.js';
 import { defaultRegistry } from '../../src/providers/index.js';
 import type {
   ChangeListener,
@@ -647,6 +647,29 @@ describe('Engine rotation', () => {
     await stopping;
     expect(await read('a')).toBe('v2');
     expect(clock.pending.size).toBe(0);
+  });
+
+  it('stop closes the notifier: a change still in its debounce window is not notified after stop', async () => {
+    backend.values.set('a', 'v1');
+    const marker = path.join(tmp, 'notified');
+    const notifier = createNotifier(
+      {
+        type: 'exec',
+        command: [process.execPath, '-e', `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x')`],
+      },
+      { debounceMs: 100, log: silentLogger },
+    );
+    const { engine } = makeEngine(
+      { refresh: '10s', jitter: 0, secrets: { a: { ref: 'fake:a' } } },
+      { notifier },
+    );
+    await engine.start();
+    backend.values.set('a', 'v2');
+    await clock.advance(10_000);
+    expect(await read('a')).toBe('v2');
+    await engine.stop();
+    await new Promise((r) => setTimeout(r, 400));
+    await expect(fs.stat(marker)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('start rejects and cleans up when the first sync fails', async () => {
