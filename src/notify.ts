@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { SkError } from './errors.js';
 import type { Logger } from './log.js';
 import type { OnChange } from './on-change.js';
@@ -34,7 +35,7 @@ export interface Notifier {
   changed(files: readonly string[]): void;
   /** Run a pending notification now and wait for it (and for one in progress). */
   flush(): Promise<void>;
-  /** Drop pending notifications and wait for one in progress. */
+  /** Drop pending notifications, cancel an HTTP one in flight, and wait for the one in progress. */
   close(): Promise<void>;
 }
 
@@ -55,7 +56,10 @@ export interface NotifierOptions {
 
 /** Create the notifier for an `onChange` action; `none` gives one that does nothing. */
 export function createNotifier(onChange: OnChange, opts: NotifierOptions): Notifier {
-  const action = makeAction(onChange, opts);
+  // Aborted by close(): an HTTP notification in flight (up to 3 attempts of 5 s) must not hold up
+  // the agent's shutdown.
+  const stopping = new AbortController();
+  const action = makeAction(onChange, opts, stopping.signal);
   let pending = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -105,6 +109,7 @@ export function createNotifier(onChange: OnChange, opts: NotifierOptions): Notif
     },
     async close() {
       closed = true;
+      stopping.abort();
       if (timer) clearTimeout(timer);
       timer = undefined;
       pending.clear();
@@ -125,14 +130,14 @@ function shownUrl(u: URL): string {
   return `${u.origin}${u.pathname}`;
 }
 
-function makeAction(onChange: OnChange, opts: NotifierOptions): Action {
+function makeAction(onChange: OnChange, opts: NotifierOptions, stopping: AbortSignal): Action {
   switch (onChange.type) {
     case 'none':
       return async () => {};
     case 'signal':
       return (files) => sendSignal(onChange.signal, onChange.process, files, opts);
     case 'http':
-      return (files) => postHttp(onChange.url, files, opts);
+      return (files) => postHttp(onChange.url, files, opts, stopping);
     case 'exec':
       return (files) => runExec(onChange.command, files, opts);
   }
@@ -230,7 +235,12 @@ async function sendSignal(
   opts.log.info({ onChange: 'signal', signal, pid, files }, 'notified the app');
 }
 
-async function postHttp(url: string, files: readonly string[], opts: NotifierOptions): Promise<void> {
+async function postHttp(
+  url: string,
+  files: readonly string[],
+  opts: NotifierOptions,
+  stopping: AbortSignal,
+): Promise<void> {
   const u = new URL(url);
   const shown = shownUrl(u);
   // fetch refuses URLs with credentials: send them as basic auth instead.
@@ -244,14 +254,15 @@ async function postHttp(url: string, files: readonly string[], opts: NotifierOpt
   const attempts = 1 + (opts.retries ?? 2);
   const body = JSON.stringify({ files, at: new Date().toISOString() });
   let last = '';
-  for (let i = 0; i < attempts; i++) {
-    if (i > 0) await sleep(250 * 2 ** (i - 1));
+  for (let i = 0; i < attempts && !stopping.aborted; i++) {
+    if (i > 0) await delay(250 * 2 ** (i - 1), undefined, { signal: stopping }).catch(() => {});
+    if (stopping.aborted) break;
     try {
       const res = await fetch(u, {
         method: 'POST',
         headers,
         body,
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
+        signal: AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? 5000), stopping]),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) {
@@ -266,6 +277,7 @@ async function postHttp(url: string, files: readonly string[], opts: NotifierOpt
       last = err.name === 'TimeoutError' ? 'timed out' : (err.cause?.code ?? err.name);
     }
   }
+  if (stopping.aborted) last = 'cancelled, sidekey is stopping';
   throw new SkError('SK_ERR_NOTIFY', `http:${shown}: POST failed: ${last}`);
 }
 
@@ -307,8 +319,4 @@ function decodeUserinfo(s: string): string {
   } catch {
     return s;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -258,6 +258,30 @@ describe('createNotifier', () => {
     expect(closed.errors.map((e) => e.code)).toEqual(['SK_ERR_NOTIFY']);
   });
 
+  it('close cancels an HTTP notification in flight instead of waiting out its timeouts and retries', async () => {
+    const hung: http.ServerResponse[] = [];
+    const s = http.createServer((_req, res) => void hung.push(res)); // never answers
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    const { n, errors } = notifier(
+      { type: 'http', url: `http://127.0.0.1:${port}/reload` },
+      { debounceMs: 1 },
+    );
+    n.changed(['a']);
+    await waitFor(() => hung.length > 0);
+    const outcome = await Promise.race([
+      n.close().then(() => 'closed'),
+      new Promise((r) => setTimeout(() => r('still waiting after 3 s'), 3000).unref()),
+    ]);
+    for (const res of hung) res.destroy();
+    expect(outcome).toBe('closed');
+    expect(hung).toHaveLength(1); // no retry after close
+    expect(errors.map((e) => e.message)).toEqual([
+      `http:http://127.0.0.1:${port}/reload: POST failed: cancelled, sidekey is stopping`,
+    ]);
+  });
+
   it('runs an exec command without a shell, with the changed files in its environment', async () => {
     const out = path.join(tmp, 'out.txt');
     const script = path.join(tmp, 'hook.mjs');
