@@ -65,12 +65,13 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
         note: `after 30 s: anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; ${mib(at5s.rss).toFixed(1)} MiB after 5 s; peak ${mib(last.hwm).toFixed(1)} MiB`,
       },
       base.row,
+      await esmBaseline(),
       {
         section: SECTION,
         metric: 'agent RSS above the idle `node -e` process',
         value: mib(last.rss - base.rss),
         unit: 'MiB',
-        note: `anon +${mib(last.anon - base.anon).toFixed(1)}, file-backed (node's own code pages) +${mib(last.file - base.file).toFixed(1)} MiB: what sidekey adds over Node itself`,
+        note: `anon +${mib(last.anon - base.anon).toFixed(1)}, file-backed +${mib(last.file - base.file).toFixed(1)} MiB (Node's own code pages, partly its ES module loader: see the row above)`,
       },
     ];
   } finally {
@@ -81,20 +82,41 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
 
 /** For scale: a bare `node` process that does nothing, measured the same way. */
 async function baseline(): Promise<ReturnType<typeof procMemory> & { row: Row }> {
-  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  const m = await idleRss(['-e', 'setInterval(() => {}, 1000)']);
+  return {
+    ...m,
+    row: {
+      section: SECTION,
+      metric: 'for scale: an idle `node -e` process (VmRSS)',
+      value: mib(m.rss),
+      unit: 'MiB',
+      note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
+    },
+  };
+}
+
+/**
+ * For scale: an idle ES module that has used the built-ins any agent needs (fs/promises, a hash).
+ * Node's ES module loader and those built-ins touch more of Node's own code than `node -e` does.
+ */
+async function esmBaseline(): Promise<Row> {
+  const src =
+    'await import("node:fs/promises"); (await import("node:crypto")).createHash("sha256").update("x").digest(); setInterval(() => {}, 1000);';
+  const m = await idleRss(['--input-type=module', '-e', src]);
+  return {
+    section: SECTION,
+    metric: 'for scale: an idle ES module that used fs/promises and a hash',
+    value: mib(m.rss),
+    unit: 'MiB',
+    note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
+  };
+}
+
+async function idleRss(args: string[]): Promise<ReturnType<typeof procMemory>> {
+  const child = spawn(process.execPath, args, { stdio: 'ignore' });
   try {
     await sleep(2000);
-    const m = procMemory(child.pid!);
-    return {
-      ...m,
-      row: {
-        section: SECTION,
-        metric: 'for scale: an idle `node -e` process (VmRSS)',
-        value: mib(m.rss),
-        unit: 'MiB',
-        note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
-      },
-    };
+    return procMemory(child.pid!);
   } finally {
     child.kill();
     await exited(child);
