@@ -23,8 +23,11 @@ const PROVIDER_RE = /^[a-z][a-z0-9-]*$/;
 
 /** Parse a ref. Syntax only: whether the provider exists is checked by the registry. */
 export function parseRef(raw: string, where = 'ref'): SecretRef {
+  // A value that does not parse as a ref may be a secret pasted by mistake into
+  // `sidekey.io/secret-<name>`; the error (an admission denial, events, logs) therefore names where
+  // the ref is and what is wrong with it, but never quotes it.
   const fail = (why: string): never => {
-    throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${raw}" ${why}; expected <provider>:<locator>[#key]`, {
+    throw new SkError('SK_ERR_REF_SYNTAX', `${where}: the ref ${why}; expected <provider>:<locator>[#key]`, {
       where,
     });
   };
@@ -33,7 +36,8 @@ export function parseRef(raw: string, where = 'ref'): SecretRef {
   const colon = s.indexOf(':');
   if (colon <= 0) return fail('has no provider');
   const provider = s.slice(0, colon);
-  if (!PROVIDER_RE.test(provider)) return fail(`has a bad provider name "${provider}"`);
+  if (!PROVIDER_RE.test(provider))
+    return fail('has a bad provider name (lowercase letters, digits and -, starting with a letter)');
   let rest = s.slice(colon + 1);
 
   let key: string | undefined;

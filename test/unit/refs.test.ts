@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isSkError } from '../../src/errors.js';
+import { isSkError, SkError } from '../../src/errors.js';
 import { formatRef, parseRef } from '../../src/refs.js';
 
 describe('parseRef', () => {
@@ -111,4 +111,25 @@ describe('parseRef ∘ formatRef (property)', () => {
       { numRuns: 3000 },
     );
   });
+});
+
+describe('parseRef errors never quote the value', () => {
+  const CANARY = 'SKCANARY-7f3c9e2a-do-not-print';
+  // A secret pasted into sidekey.io/secret-<name> instead of a ref: the denial names the annotation.
+  for (const pasted of [CANARY, `${CANARY}:x`, `Bad:${CANARY}`, `vault:${CANARY}#`, `aws:?${CANARY}`]) {
+    it(`refuses ${pasted.length}-character input without quoting it`, () => {
+      let err: unknown;
+      try {
+        parseRef(pasted, 'sidekey.io/secret-db');
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(SkError);
+      const e = err as SkError;
+      expect(e.code).toBe('SK_ERR_REF_SYNTAX');
+      expect(e.message).toContain('sidekey.io/secret-db');
+      expect(e.message).not.toContain(CANARY);
+      expect(e.message).not.toContain(CANARY.slice(0, 8));
+    });
+  }
 });
