@@ -321,7 +321,7 @@ export class TlsManager {
       };
       rotatedCa = true;
       this.log.info(
-        { secret: this.o.secretName, reason: current ? 'renewal' : 'initial' },
+        { tlsSecret: this.o.secretName, reason: current ? 'renewal' : 'initial' },
         'issued a new webhook CA',
       );
     }
@@ -333,7 +333,7 @@ export class TlsManager {
       material.key = issued.key;
       rotatedCert = true;
       this.log.info(
-        { secret: this.o.secretName, notAfter: issued.notAfter },
+        { tlsSecret: this.o.secretName, notAfter: issued.notAfter },
         'issued a new serving certificate',
       );
     }
@@ -478,7 +478,7 @@ export class TlsManager {
       return true;
     } catch (e) {
       if (statusOf(e) === 409) {
-        this.log.info({ secret: this.o.secretName }, 'the TLS secret changed meanwhile; will re-read it');
+        this.log.info({ tlsSecret: this.o.secretName }, 'the TLS secret changed meanwhile; will re-read it');
         return false;
       }
       throw apiError(e, `secrets/${this.o.secretName}`, previous ? 'update' : 'create');
