@@ -1,5 +1,6 @@
 import { ERRORS, type SkError } from '../src/errors.js';
-import { isRecord, type Pod } from './k8s.js';
+import { isRecord } from '../src/is-record.js';
+import type { Pod } from './k8s.js';
 import { mutatePod, type Outcome, type PipelineContext } from './pipeline.js';
 
 /**

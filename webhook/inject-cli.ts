@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SkError } from '../src/errors.js';
+import { isRecord } from '../src/is-record.js';
 import { KUBE_VERSION_RE, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
 import { createPipelineContext } from './context.js';
-import { isRecord } from './k8s.js';
 import { injectObject, objectName } from './workloads.js';
 
 export interface InjectCliOptions {

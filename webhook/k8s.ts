@@ -92,7 +92,3 @@ export interface PodTemplate {
   spec?: PodSpec;
   [k: string]: unknown;
 }
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}

@@ -1,8 +1,9 @@
 import { SkError, toSkError } from '../src/errors.js';
+import { isRecord } from '../src/is-record.js';
 import { buildPod } from './build-pod.js';
 import type { ClusterDefaults } from './defaults.js';
 import { diffPatch, type Operation } from './diff.js';
-import { isRecord, type Pod } from './k8s.js';
+import type { Pod } from './k8s.js';
 import { type ShouldInjectInput, type SkipReason, shouldInject } from './should-inject.js';
 import { parseAndValidate, type ValidateDeps } from './validate.js';
 

@@ -1,7 +1,8 @@
 import { SkError } from '../src/errors.js';
+import { isRecord } from '../src/is-record.js';
 import { POD_TEMPLATE_PATHS } from '../src/migrate/workloads.js';
 import { diffPatch, type Operation } from './diff.js';
-import { isRecord, type Pod } from './k8s.js';
+import type { Pod } from './k8s.js';
 import { mutatePod, type PipelineContext } from './pipeline.js';
 import { SKIP_TEXT, type SkipReason } from './should-inject.js';
 

@@ -1,16 +1,10 @@
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import { formatNotes, migrateManifests, renderRbac, unifiedDiff } from './migrate.js';
 import { CONFIDENCES, type Confidence, failsAt, formatJson, formatTable, scanWorkloads } from './scan.js';
-import {
-  findWorkloads,
-  isRecord,
-  type ManifestSet,
-  parseManifests,
-  secretId,
-  type Workload,
-} from './workloads.js';
+import { findWorkloads, type ManifestSet, parseManifests, secretId, type Workload } from './workloads.js';
 
 /**
  * The `sidekey scan` / `sidekey migrate` commands: reading inputs (files, directories, stdin, the

@@ -2,6 +2,7 @@ import { createTwoFilesPatch } from 'diff';
 import { type Document, isMap, isSeq, stringify } from 'yaml';
 import { ANN_CONTAINERS, ANN_INJECT, ENV_PREFIX, PREFIX, SECRET_PREFIX, secretKey } from '../annotations.js';
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import { parseRef } from '../refs.js';
 import { SECRET_NAME_RE } from '../spec.js';
 import { classifyLiteral } from './scan.js';
@@ -10,7 +11,6 @@ import {
   type DocPath,
   findSecretKeys,
   findWorkloads,
-  isRecord,
   type ManifestSet,
   secretId,
 } from './workloads.js';

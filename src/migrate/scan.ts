@@ -1,5 +1,6 @@
 import { ANN_INJECT, ANN_MOUNT_PATH, ANN_STATUS, ENV_PREFIX, PREFIX, SECRET_PREFIX } from '../annotations.js';
-import { type ContainerInfo, isRecord, type Workload } from './workloads.js';
+import { isRecord } from '../is-record.js';
+import type { ContainerInfo, Workload } from './workloads.js';
 
 /**
  * `sidekey scan`: find secrets that reach workloads through environment variables. A finding names

@@ -1,5 +1,6 @@
 import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 
 /**
  * Reading Kubernetes manifests for `sidekey scan` / `sidekey migrate`: YAML (multi-document) or JSON,
@@ -97,10 +98,6 @@ export function parseManifests(text: string, source: string): ManifestSet {
     }
   }
   return { source, text, json: /^\s*[[{]/.test(text), docs, values };
-}
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function str(v: unknown): string | undefined {

@@ -1,4 +1,5 @@
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import type { SecretRef } from '../refs.js';
 import type { SecretValue } from './types.js';
 
@@ -66,10 +67,6 @@ function lookup(data: Readonly<Record<string, unknown>>, key: string): unknown {
     }
   }
   return cur;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v);
 }
 
 /** Key names (never values) to help the user; capped so a huge secret does not flood the error. */

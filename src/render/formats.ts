@@ -1,9 +1,10 @@
 import { stringify as stringifyProperties } from 'dot-properties';
 import YAML from 'yaml';
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import type { SecretValue } from '../providers/types.js';
 import type { Format, ResolvedSecret } from '../spec.js';
-import { asMap, isRecord, leafText, toPlain } from './value.js';
+import { asMap, leafText, toPlain } from './value.js';
 
 /** Environment variable names accepted by the `env` format (POSIX portable names). */
 export const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,4 +1,5 @@
 import { SkError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import type { SecretValue } from '../providers/types.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -52,10 +53,6 @@ export function toPlain(
     return out;
   }
   return data;
-}
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v);
 }
 
 /** A leaf value as text: strings as-is, null as empty, everything else as its JSON text. */
