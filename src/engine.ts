@@ -1,5 +1,6 @@
 import { formatDuration } from './duration.js';
 import { type ErrorCode, SkError, toSkError, toValueSafeSkError } from './errors.js';
+import { fingerprint } from './fingerprint.js';
 import type { Logger } from './log.js';
 import type { Notifier } from './notify.js';
 import type { ProviderRegistry } from './providers/registry.js';
@@ -8,7 +9,7 @@ import type { FetchResult, Lease, Provider, ProviderContext } from './providers/
 import { formatRef, type SecretRef } from './refs.js';
 import { renderSecret } from './render/index.js';
 import type { ResolvedSecret, ResolvedSpec } from './spec.js';
-import { AtomicWriter, fingerprint, type SecretStatus, type StatusDocument } from './writer.js';
+import { AtomicWriter, type SecretStatus, type StatusDocument } from './writer.js';
 
 /** What one write of the file set did. */
 export interface WriteReport {
@@ -211,7 +212,7 @@ export class Engine {
       secrets[name] = {
         file: st.secret.file,
         ...(st.version !== undefined ? { version: st.version } : {}),
-        ...(st.bytes ? { sha256: fingerprint(st.bytes) } : {}),
+        ...(st.bytes ? { fingerprint: fingerprint(st.bytes) } : {}),
         ...(st.fetchedAt !== undefined ? { fetchedAt: iso(st.fetchedAt)! } : {}),
         ...(st.lastError ? { lastError: { ...st.lastError, at: iso(st.lastError.at)! } } : {}),
         ...(st.stale ? { stale: true } : {}),

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type ErrorCode, SkError } from './errors.js';
+import { fingerprint } from './fingerprint.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { STATUS_FILE_NAME, validateRelativePath } from './paths.js';
@@ -68,8 +69,11 @@ export interface SecretStatus {
   readonly file: string;
   /** The provider's version of the value on disk (a backend version id or a content hash). */
   readonly version?: string;
-  /** First 16 hex digits of the SHA-256 of the rendered file (a change fingerprint). */
-  readonly sha256?: string;
+  /**
+   * A keyed fingerprint of the rendered file (see `fingerprint` in src/fingerprint.ts): equal within
+   * one agent process for equal content; not comparable across processes, and no offline guessing.
+   */
+  readonly fingerprint?: string;
   /** ISO time the value on disk was fetched. */
   readonly fetchedAt?: string;
   /** Set while the secret is failing to refresh; cleared by the next success. */
@@ -91,13 +95,12 @@ export interface StatusDocument {
   readonly secrets: Readonly<Record<string, SecretStatus>>;
 }
 
-/** The fingerprint recorded in the status file: a truncated SHA-256 of the rendered bytes. */
-export function fingerprint(data: Buffer): string {
-  return sha256(data).slice(0, 16);
-}
-
+/**
+ * A file as the writer compares it. `fp` is keyed per process; the live generation is re-read and
+ * fingerprinted with the current key after a restart, so a restart alone never rewrites anything.
+ */
 interface Fingerprint {
-  readonly sha: string;
+  readonly fp: string;
   readonly mode: number;
 }
 
@@ -119,7 +122,8 @@ interface Fingerprint {
  *     reserved name (`..*`, the status file), no file that is also a directory of another, modes in
  *     0–0777, and no user-visible name already taken by something that is not our symlink.
  *  2. Read the `..data` symlink to find the live generation.
- *  3. Fingerprint the live generation (SHA-256 and mode per file; cached from the last write).
+ *  3. Fingerprint the live generation (keyed fingerprint and mode per file; cached from the last write,
+ *     read from disk otherwise, e.g. after a restart).
  *  4. Compare: if the payload equals the live generation, only make sure the user-visible symlinks
  *     exist and return without writing.
  *  5. Create a fresh hidden generation directory `..<timestamp>.<random>` (mode 0755).
@@ -182,7 +186,7 @@ export class AtomicWriter {
 
     // (4) compare
     const newFiles = new Map<string, Fingerprint>();
-    for (const [p, f] of clean) newFiles.set(p, { sha: sha256(f.data), mode: f.mode });
+    for (const [p, f] of clean) newFiles.set(p, { fp: fingerprint(f.data), mode: f.mode });
     const changed = diff(oldFiles, newFiles);
     if (oldGen !== undefined && changed.length === 0) {
       await this.#linkVisible(clean);
@@ -324,9 +328,9 @@ export class AtomicWriter {
           try {
             const full = path.join(root, r);
             const [data, st] = await Promise.all([fs.readFile(full), fs.stat(full)]);
-            files.set(r, { sha: sha256(data), mode: st.mode & 0o777 });
+            files.set(r, { fp: fingerprint(data), mode: st.mode & 0o777 });
           } catch {
-            files.set(r, { sha: '', mode: -1 });
+            files.set(r, { fp: '', mode: -1 });
           }
         }
       }
@@ -485,10 +489,6 @@ export class AtomicWriter {
   }
 }
 
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 function topLevel(p: string): string {
   const i = p.indexOf('/');
   return i < 0 ? p : p.slice(0, i);
@@ -498,7 +498,7 @@ function diff(oldFiles: Map<string, Fingerprint>, newFiles: Map<string, Fingerpr
   const changed: string[] = [];
   for (const [p, f] of newFiles) {
     const o = oldFiles.get(p);
-    if (!o || o.sha !== f.sha || o.mode !== f.mode) changed.push(p);
+    if (!o || o.fp !== f.fp || o.mode !== f.mode) changed.push(p);
   }
   for (const p of oldFiles.keys()) if (!newFiles.has(p)) changed.push(p);
   return changed.sort();

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { type FSWatcher, watch } from 'chokidar';
 import { SkError } from '../src/errors.js';
+import { fingerprint } from '../src/fingerprint.js';
 
 /** A certificate + key pair read from files. */
 export interface KeyPair {
@@ -104,5 +104,6 @@ function readOne(file: string, flag: string): Buffer {
 }
 
 function digest(p: KeyPair): string {
-  return createHash('sha256').update(p.cert).update('\0').update(p.key).digest('hex');
+  // PEM holds no NUL, so the separator keeps cert/key splits apart.
+  return fingerprint([p.cert, '\0', p.key]);
 }

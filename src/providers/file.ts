@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,6 +5,7 @@ import { watch as chokidarWatch } from 'chokidar';
 import { parse as parseDotenv } from 'dotenv';
 import YAML from 'yaml';
 import { SkError } from '../errors.js';
+import { fingerprint } from '../fingerprint.js';
 import type { SecretRef } from '../refs.js';
 import type { Backends } from '../spec.js';
 import type {
@@ -38,7 +38,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * - A directory becomes a map of file name → content (dotfiles and subdirectories skipped), which is
  *   also how a mounted Kubernetes Secret or ConfigMap looks.
  * - Relative paths resolve against `backends.file.baseDir` (the spec file's directory by default).
- * - The version is a short SHA-256 of the content.
+ * - The version is a keyed fingerprint of the content (src/fingerprint.ts): stable within the process,
+ *   not a plain hash a short password could be guessed from.
  */
 export const fileProvider: ProviderFactory = {
   name: 'file',
@@ -86,7 +87,7 @@ class FileProvider implements Provider {
     });
     const mode = (ref.options.parse as FileParseMode | undefined) ?? guessMode(p);
     const value = mode === 'none' ? ({ kind: 'bytes', bytes } as const) : parseMap(ref, p, bytes, mode);
-    return { value, version: hash(bytes) };
+    return { value, version: fingerprint(bytes) };
   }
 
   watch(refs: readonly SecretRef[], onChange: ChangeListener, ctx: ProviderContext): () => Promise<void> {
@@ -246,7 +247,7 @@ async function readDirectory(ref: SecretRef, dir: string): Promise<FetchResult> 
     throw fsError(e, ref, dir);
   });
   const data: Record<string, string | Buffer> = {};
-  const h = createHash('sha256');
+  const parts: Buffer[] = [];
   let total = 0;
   for (const name of entries.sort()) {
     if (name.startsWith('.')) continue;
@@ -266,13 +267,9 @@ async function readDirectory(ref: SecretRef, dir: string): Promise<FetchResult> 
       v = bytes;
     }
     data[name] = v;
-    h.update(`${name}\0${bytes.length}\0`).update(bytes);
+    parts.push(Buffer.from(`${name}\0${bytes.length}\0`), bytes);
   }
-  return { value: { kind: 'map', data }, version: h.digest('hex').slice(0, 16) };
-}
-
-function hash(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  return { value: { kind: 'map', data }, version: fingerprint(parts) };
 }
 
 function lineOf(text: string, pos: number): number {

@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import nodeVault from 'node-vault';
 import pRetry, { AbortError } from 'p-retry';
 import { parseDuration } from '../duration.js';
 import { type ErrorCode, SkError } from '../errors.js';
+import { fingerprint } from '../fingerprint.js';
+import { isRecord } from '../is-record.js';
 import type { SecretRef } from '../refs.js';
 import type { Backends, VaultSettings } from '../spec.js';
 import { Limiter } from './limit.js';
@@ -16,7 +17,8 @@ import type { FetchResult, Lease, Provider, ProviderContext, ProviderFactory } f
  * - KV v2 (`secret/data/app/db` or `secret/app/db`: the mount's engine version is detected once per
  *   mount through `sys/internal/ui/mounts/<path>`), KV v1, and any other readable path such as the
  *   dynamic `database/creds/<role>`. The result is the `data` map; `#key` is applied by the caller.
- * - Versions: `kv2:<metadata.version>` for KV v2, `sha256:<hash>` of the data otherwise.
+ * - Versions: `kv2:<metadata.version>` for KV v2, `fp:<fingerprint>` of the data otherwise (a
+ *   keyed fingerprint, src/fingerprint.ts: stable within the process, not guessable offline).
  * - Dynamic secrets carry a {@link Lease}; {@link VaultProvider.renew} extends it through
  *   `sys/leases/renew` and throws SK_ERR_LEASE_NOT_RENEWABLE once the max TTL caps it, so the engine
  *   fetches a new set while the old one is still valid.
@@ -272,7 +274,7 @@ export class VaultProvider implements Provider {
         return bad('KV v2 answer without metadata.version');
       return { value: { kind: 'map', data: data.data }, version: `kv2:${meta.version}` };
     }
-    const version = `sha256:${createHash('sha256').update(canonicalJson(data)).digest('hex').slice(0, 16)}`;
+    const version = `fp:${fingerprint(canonicalJson(data))}`;
     const leaseId = typeof body.lease_id === 'string' ? body.lease_id : '';
     const ttl = typeof body.lease_duration === 'number' ? body.lease_duration : 0;
     if (leaseId !== '' && ttl > 0) {
@@ -892,10 +894,6 @@ function shareWindow(ttlMs: number): number {
 function leaseName(id: string): string {
   const slash = id.lastIndexOf('/');
   return slash > 0 ? `${id.slice(0, slash)}/…${id.slice(-6)}` : id;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** JSON with sorted keys, so the hash of a map does not depend on key order. */

@@ -224,7 +224,7 @@ describe('Engine.syncOnce', () => {
     expect(Object.keys(st.secrets).sort()).toEqual(['api', 'db-json', 'db-password', 'db-user']);
     expect(st.secrets['db-password']).toMatchObject({
       file: 'db-password',
-      sha256: expect.stringMatching(/^[0-9a-f]{16}$/),
+      fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/),
     });
     expect(JSON.stringify(st)).not.toContain(CANARY);
     // nothing new: no files changed, and no notification for the first write

@@ -5,12 +5,12 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SkError } from '../../src/errors.js';
+import { fingerprint } from '../../src/fingerprint.js';
 import { validateRelativePath } from '../../src/paths.js';
 import {
   AtomicWriter,
   DATA_DIR,
   type FileProjection,
-  fingerprint,
   STATUS_FILE,
   type StatusDocument,
 } from '../../src/writer.js';
@@ -208,6 +208,34 @@ describe('AtomicWriter', () => {
     expect(await generations(dir)).toEqual([g1.generation]);
   });
 
+  it('after a restart (a new process, a new fingerprint key) rewrites nothing when the files are unchanged', async () => {
+    // Fingerprints are keyed per process: the comparison must re-read the files, not trust old hashes.
+    const script = path.join(dir, 'restart.mts');
+    await fs.writeFile(
+      script,
+      `import { AtomicWriter } from ${JSON.stringify(path.resolve('src/writer.ts'))};
+       import { fingerprint } from ${JSON.stringify(path.resolve('src/fingerprint.ts'))};
+       const w = new AtomicWriter({ dir: process.argv[2] });
+       const r = await w.write(new Map([['a', { data: Buffer.from(process.argv[3]), mode: 0o440 }]]));
+       process.stdout.write(JSON.stringify({ written: r.written, fp: fingerprint(process.argv[3]) }));`,
+    );
+    const out = path.join(dir, 'out');
+    const run = (content: string) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, out, content], { encoding: 'utf8' });
+      expect(r.error).toBeUndefined();
+      expect(r.status).toBe(0);
+      return JSON.parse(r.stdout) as { written: boolean; fp: string };
+    };
+    const first = run('1234');
+    expect(first.written).toBe(true);
+    const gen = await fs.readlink(path.join(out, DATA_DIR));
+    const restarted = run('1234');
+    expect(restarted.fp).not.toBe(first.fp); // really another key
+    expect(restarted.written).toBe(false);
+    expect(await fs.readlink(path.join(out, DATA_DIR))).toBe(gen);
+    expect(run('1235').written).toBe(true);
+  });
+
   it('chowns files to uid/gid when permitted', async () => {
     const w = new AtomicWriter({ dir, uid: 4321, gid: 4322 });
     await w.write(payload({ a: '1' }));
@@ -251,7 +279,12 @@ describe('AtomicWriter', () => {
       ready: true,
       updatedAt: new Date(0).toISOString(),
       secrets: {
-        db: { file: 'db', version: 'v3', sha256: fingerprint(data), fetchedAt: new Date(0).toISOString() },
+        db: {
+          file: 'db',
+          version: 'v3',
+          fingerprint: fingerprint(data),
+          fetchedAt: new Date(0).toISOString(),
+        },
       },
     };
     await w.writeStatus(status);

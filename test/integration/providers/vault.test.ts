@@ -102,12 +102,12 @@ describe('vault provider against a real OpenBao server', () => {
     await p.close(ctx);
   });
 
-  it('KV v1: reads the data map, version is a content hash that changes only with the content', async () => {
+  it('KV v1: reads the data map, version is a keyed content fingerprint that changes only with the content', async () => {
     const p = approle();
     const ref = parseRef('vault:kv1/app/db#nested.port');
     const a = await p.fetch(ref, ctx);
     const b = await p.fetch(ref, ctx);
-    expect(a.version).toMatch(/^sha256:[0-9a-f]{16}$/);
+    expect(a.version).toMatch(/^fp:[0-9a-f]{16}$/);
     expect(b.version).toBe(a.version);
     expect(text(selectKey(a.value, ref))).toBe('5432');
     await w.bao.api('POST', 'kv1/app/db', {
@@ -281,7 +281,7 @@ describe('vault dynamic database credentials against a real PostgreSQL', () => {
     expect(lease.id.startsWith('database/creds/app/')).toBe(true);
     expect(lease.ttlMs).toBe(DB_DEFAULT_TTL_S * 1000);
     expect(lease.renewable).toBe(true);
-    expect(r.version).toMatch(/^sha256:/);
+    expect(r.version).toMatch(/^fp:/);
     const user = text(selectKey(r.value, parseRef('vault:database/creds/app#username')));
     const pass = text(selectKey(r.value, parseRef('vault:database/creds/app#password')));
     expect(await canLogin(user, pass)).toBe(true);

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -110,6 +111,24 @@ describe('file provider', () => {
     writeFileSync(path.join(dir, 'key.bin'), bin);
     const r = await fetch('file:key.bin');
     expect(r.value).toEqual({ kind: 'bytes', bytes: bin });
+  });
+
+  it('versions by a keyed fingerprint: stable while the content is, never the plain SHA-256', async () => {
+    writeFileSync(path.join(dir, 'pin'), '1234');
+    const a = await fetch('file:pin');
+    expect(a.version).toMatch(/^[0-9a-f]{16}$/);
+    expect(createHash('sha256').update('1234').digest('hex').startsWith(a.version)).toBe(false);
+    expect((await fetch('file:pin')).version).toBe(a.version);
+    writeFileSync(path.join(dir, 'pin'), '1235');
+    expect((await fetch('file:pin')).version).not.toBe(a.version);
+    // a directory too (names and contents)
+    mkdirSync(path.join(dir, 'pins'));
+    writeFileSync(path.join(dir, 'pins', 'pin'), '1234');
+    const d = await fetch('file:pins');
+    expect(d.version).toMatch(/^[0-9a-f]{16}$/);
+    expect((await fetch('file:pins')).version).toBe(d.version);
+    writeFileSync(path.join(dir, 'pins', 'pin'), '1235');
+    expect((await fetch('file:pins')).version).not.toBe(d.version);
   });
 
   it('?parse= overrides the guess from the file name', async () => {
