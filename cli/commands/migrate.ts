@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { MigrateCliOptions } from '../../src/migrate/cli.js';
 
 /** `sidekey migrate -f <file>`: env-var secrets → sidekey annotations + *_FILE (src/migrate/cli.ts). */
 export function register(program: Command): void {
@@ -21,22 +22,12 @@ export function register(program: Command): void {
       '\nComments and layout of the input are kept; running it twice changes nothing more. Notes (literal\n' +
         'secrets, envFrom Secrets with unknown keys, conflicts) go to stderr, never with values.',
     )
-    .action(
-      async (opts: {
-        file: string;
-        to?: string;
-        dryRun?: boolean;
-        output?: string;
-        namespace?: string;
-        cluster?: boolean;
-        rbacOut?: string;
-      }) => {
-        const { runMigrate } = await import('../../src/migrate/cli.js');
-        process.exitCode = await runMigrate(opts, {
-          stdout: (s) => process.stdout.write(s),
-          stderr: (s) => process.stderr.write(s),
-          readStdin: () => readFileSync(0, 'utf8'),
-        });
-      },
-    );
+    .action(async (opts: MigrateCliOptions) => {
+      const { runMigrate } = await import('../../src/migrate/cli.js');
+      process.exitCode = await runMigrate(opts, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+        readStdin: () => readFileSync(0, 'utf8'),
+      });
+    });
 }
