@@ -19,7 +19,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (args[0] === 'agent') {
       // The agent is mostly idle and runs in every pod: without V8's optimising compilers it keeps
-      // less resident memory at no measurable start-up cost (docs/agent.md, "Performance"). Not
+      // less resident memory at no measurable start-up cost (docs/agent.md, "Start-up and memory"). Not
       // `--lite-mode`: it implies jitless, and Node's fetch (undici) compiles WebAssembly, which then
       // aborts the process on the first backend request (test/unit/sidecar/v8-flags.test.ts).
       for (const flag of AGENT_V8_FLAGS) v8.setFlagsFromString(flag);

@@ -43,7 +43,7 @@ const result = await build({
   sourcemap: 'linked',
   // Whitespace and syntax only (names are kept, so error messages and stack frames read the same):
   // V8 keeps each module's source text on the heap, and the agent loads ~1.5 MB of it; this takes
-  // ~1.2 MiB off the agent's resident memory (docs/agent.md, "Performance"). The source map maps back.
+  // ~1.2 MiB off the agent's resident memory (docs/agent.md, "Start-up and memory"). The source map maps back.
   minifyWhitespace: true,
   minifySyntax: true,
   metafile: true,
