@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CANARY, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
@@ -37,6 +37,30 @@ describe('sidekey agent --once', () => {
     const logs = readJsonLines(r.stderr);
     expect(logs.at(-1)?.msg).toMatch(/wrote all secrets/);
     expect(r.stdout).toBe('');
+  });
+
+  test('a restart (a new process, a new fingerprint key) with unchanged sources rewrites nothing', async () => {
+    const dir = tempDir({ 'secrets.yaml': secretsYaml(), 'sidekey.yaml': specYaml(BASIC_SECRETS) });
+    const out = path.join(dir, 'out');
+    const status = () =>
+      JSON.parse(readFileSync(path.join(out, '.sidekey-status.json'), 'utf8')) as {
+        secrets: Record<string, { version: string; fingerprint: string }>;
+      };
+    const first = await runCli(['agent', '--once', '-c', path.join(dir, 'sidekey.yaml')]);
+    expect(first.code, first.stderr).toBe(0);
+    const gen = readlinkSync(path.join(out, '..data'));
+    const s1 = status().secrets['db-password']!;
+    expect(s1.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(s1).not.toHaveProperty('sha256');
+    const second = await runCli(['agent', '--once', '-c', path.join(dir, 'sidekey.yaml')]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(readlinkSync(path.join(out, '..data'))).toBe(gen);
+    const logs = readJsonLines(second.stderr);
+    expect(logs.find((l) => Array.isArray(l.changedFiles))?.changedFiles).toEqual([]);
+    // The file: version and the fingerprint are keyed per process: new values, same files.
+    const s2 = status().secrets['db-password']!;
+    expect(s2.version).not.toBe(s1.version);
+    expect(s2.fingerprint).not.toBe(s1.fingerprint);
   });
 
   test('reads the spec from SIDEKEY_SPEC (JSON), relative refs against the working directory', async () => {
