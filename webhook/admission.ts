@@ -2,6 +2,7 @@ import { ERRORS, type SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import type { Pod } from './k8s.js';
 import { mutatePod, type Outcome, type PipelineContext } from './pipeline.js';
+import { SKIP_TEXT } from './should-inject.js';
 
 /**
  * AdmissionReview (admission.k8s.io/v1) in and out. This layer only decodes the request, runs the
@@ -83,6 +84,10 @@ export function reviewAdmission(body: unknown, ctx: PipelineContext, onInvalid: 
       response.allowed = false;
       response.status = { code: ERRORS[outcome.error.code].status, message: text, reason: 'Invalid' };
     }
+  } else if (outcome.kind === 'skip' && outcome.reason === 'windows') {
+    // The pod asked for its secrets as files and will run without them: tell whoever created it
+    // (kubectl prints admission warnings), not only the webhook's log.
+    response.warnings = [`sidekey: not injected: ${SKIP_TEXT.windows}`];
   }
   return {
     kind: 'reviewed',

@@ -117,6 +117,24 @@ describe('POST /mutate (app.inject)', () => {
     ]);
   });
 
+  it('skips an opted-in Windows pod with the reason as an admission warning', async () => {
+    const a = app();
+    const windows = {
+      ...pod(OPTED),
+      spec: { os: { name: 'windows' }, containers: [{ name: 'app', image: 'app:1' }] },
+    };
+    const r = (await a.inject({ method: 'POST', url: '/mutate', payload: review(windows) })).json();
+    expect(r.response.allowed).toBe(true);
+    expect(r.response.patch).toBeUndefined();
+    expect(r.response.warnings).toEqual([expect.stringContaining('Windows pods are skipped')]);
+    expect(await metric(a, 'sidekey_webhook_skips_total{')).toContain(
+      'sidekey_webhook_skips_total{reason="windows"} 1',
+    );
+    // Pods that did not opt in get no warning.
+    const plain = (await a.inject({ method: 'POST', url: '/mutate', payload: review(pod({})) })).json();
+    expect(plain.response.warnings).toBeUndefined();
+  });
+
   it('admits invalid pods uninjected, with a warning, under allow-without-injection', async () => {
     const a = app({ onInvalidAnnotations: 'allow-without-injection' });
     const r = (
