@@ -19,17 +19,22 @@ export interface SecretRef {
   readonly key: string | undefined;
 }
 
+/**
+ * The SK_ERR_REF_SYNTAX error for a ref that the parser or a provider's `validateRef` refuses. A value
+ * refused as a ref may be a secret pasted by mistake into `sidekey.io/secret-<name>`, and this error
+ * reaches admission denials, events and logs: it names where the ref is and what is wrong with it,
+ * and never quotes the ref. Every syntax check uses it, so none can quote by accident.
+ */
+export function refSyntaxError(where: string, why: string): SkError {
+  return new SkError('SK_ERR_REF_SYNTAX', `${where}: the ref ${why}`, { where });
+}
+
 const PROVIDER_RE = /^[a-z][a-z0-9-]*$/;
 
 /** Parse a ref. Syntax only: whether the provider exists is checked by the registry. */
 export function parseRef(raw: string, where = 'ref'): SecretRef {
-  // A value that does not parse as a ref may be a secret pasted by mistake into
-  // `sidekey.io/secret-<name>`; the error (an admission denial, events, logs) therefore names where
-  // the ref is and what is wrong with it, but never quotes it.
   const fail = (why: string): never => {
-    throw new SkError('SK_ERR_REF_SYNTAX', `${where}: the ref ${why}; expected <provider>:<locator>[#key]`, {
-      where,
-    });
+    throw refSyntaxError(where, `${why}; expected <provider>:<locator>[#key]`);
   };
   if (typeof raw !== 'string') return fail('is not a string');
   const s = raw.trim();

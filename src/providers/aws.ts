@@ -6,7 +6,7 @@ import {
   type SecretsManagerClientConfig,
 } from '@aws-sdk/client-secrets-manager';
 import { type ErrorCode, SkError } from '../errors.js';
-import type { SecretRef } from '../refs.js';
+import { refSyntaxError, type SecretRef } from '../refs.js';
 import type { AwsSettings, Backends } from '../spec.js';
 import { Limiter } from './limit.js';
 import type { FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
@@ -47,7 +47,7 @@ export const awsProvider: ProviderFactory = {
   name: 'aws',
   validateRef(ref: SecretRef, where: string): void {
     const fail = (why: string): never => {
-      throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${ref.raw}" ${why}`, { where });
+      throw refSyntaxError(where, why);
     };
     const id = ref.locator;
     if (id.startsWith('arn:')) {

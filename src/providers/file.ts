@@ -6,7 +6,7 @@ import { parse as parseDotenv } from 'dotenv';
 import YAML from 'yaml';
 import { SkError } from '../errors.js';
 import { fingerprint } from '../fingerprint.js';
-import type { SecretRef } from '../refs.js';
+import { refSyntaxError, type SecretRef } from '../refs.js';
 import type { Backends } from '../spec.js';
 import type {
   ChangeListener,
@@ -45,7 +45,7 @@ export const fileProvider: ProviderFactory = {
   name: 'file',
   validateRef(ref: SecretRef, where: string): void {
     const fail = (why: string): never => {
-      throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${ref.raw}" ${why}`, { where });
+      throw refSyntaxError(where, why);
     };
     if (ref.locator.includes('\0')) fail('contains a NUL byte');
     for (const [k, v] of Object.entries(ref.options)) {

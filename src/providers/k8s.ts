@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
 import { type ErrorCode, firstLine, SkError } from '../errors.js';
-import type { SecretRef } from '../refs.js';
+import { refSyntaxError, type SecretRef } from '../refs.js';
 import type { Backends, K8sSettings } from '../spec.js';
 import type { ChangeListener, FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
 
@@ -42,7 +42,7 @@ export const k8sProvider: ProviderFactory = {
   name: 'k8s',
   validateRef(ref: SecretRef, where: string): void {
     const fail = (why: string): never => {
-      throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${ref.raw}" ${why}`, { where });
+      throw refSyntaxError(where, why);
     };
     if (ref.locator.length > 253 || !NAME_RE.test(ref.locator)) {
       fail('is not a Secret name (lowercase letters, digits, - and .; k8s:<secret>#<key>)');

@@ -5,7 +5,7 @@ import { parseDuration } from '../duration.js';
 import { type ErrorCode, SkError } from '../errors.js';
 import { fingerprint } from '../fingerprint.js';
 import { isRecord } from '../is-record.js';
-import type { SecretRef } from '../refs.js';
+import { refSyntaxError, type SecretRef } from '../refs.js';
 import type { Backends, VaultSettings } from '../spec.js';
 import { Limiter } from './limit.js';
 import type { FetchResult, Lease, Provider, ProviderContext, ProviderFactory } from './types.js';
@@ -50,7 +50,7 @@ export const vaultProvider: ProviderFactory = {
   name: 'vault',
   validateRef(ref: SecretRef, where: string): void {
     const fail = (why: string): never => {
-      throw new SkError('SK_ERR_REF_SYNTAX', `${where}: "${ref.raw}" ${why}`, { where });
+      throw refSyntaxError(where, why);
     };
     const p = ref.locator;
     if (p.startsWith('/')) fail('starts with "/"; write the API path without /v1/, e.g. secret/data/app');

@@ -65,3 +65,25 @@ describe('ProviderRegistry', () => {
     expect(defaultRegistry()).not.toBe(r);
   });
 });
+
+describe('provider ref checks never quote the ref', () => {
+  const CANARY = 'SKCANARY-7f3c9e2a-do-not-print';
+  // Each parses as a ref but is refused by its provider's validateRef; it may be a pasted secret.
+  it.each([
+    ['aws', `aws:${CANARY} pasted`],
+    ['vault', `vault:/${CANARY}`],
+    ['k8s', `k8s:${CANARY}`],
+    ['file', `file:${CANARY}\0`],
+  ])('%s', (_name, raw) => {
+    let err: unknown;
+    try {
+      defaultRegistry().validateRef(parseRef(raw, 'sidekey.io/secret-db'), 'sidekey.io/secret-db');
+    } catch (e) {
+      err = e;
+    }
+    expect(isSkError(err) && err.code).toBe('SK_ERR_REF_SYNTAX');
+    const msg = (err as Error).message;
+    expect(msg).toContain('sidekey.io/secret-db');
+    expect(msg).not.toContain(CANARY.slice(0, 8));
+  });
+});
