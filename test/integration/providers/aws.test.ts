@@ -62,6 +62,21 @@ function motoPosts(m: Moto): number {
   return (m.requestLog().match(/"POST \/ HTTP\/1\.1" /g) ?? []).length;
 }
 
+/**
+ * The POST count once moto's request log has caught up: moto logs a request after answering it, so
+ * on a loaded machine the last lines arrive late. Waits until the count holds still for 300 ms.
+ */
+async function settledPosts(m: Moto): Promise<number> {
+  let last = motoPosts(m);
+  for (let stillSince = Date.now(), end = Date.now() + 5_000; Date.now() < end; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = motoPosts(m);
+    if (now !== last) [last, stillSince] = [now, Date.now()];
+    else if (Date.now() - stillSince >= 300) break;
+  }
+  return last;
+}
+
 describe('aws provider against a real moto_server', () => {
   it('is registered and validates refs without I/O', () => {
     const r = defaultRegistry();
@@ -150,7 +165,7 @@ describe('aws provider against a real moto_server', () => {
       parseRef('aws:batch/missing'),
       parseRef('aws:batch/s0#v'), // same secret twice: one id in the batch
     ];
-    const postsBefore = motoPosts(moto);
+    const postsBefore = await settledPosts(moto);
     const out = await p.fetchMany(refs, ctx);
     expect(out).toHaveLength(refs.length);
     for (let i = 0; i < n; i++) {
@@ -164,8 +179,7 @@ describe('aws provider against a real moto_server', () => {
     const calls = Math.ceil((n + 1) / AWS_BATCH_MAX);
     expect(p.stats.byOperation).toEqual({ BatchGetSecretValue: calls });
     // and moto itself saw exactly that many requests
-    await new Promise((r) => setTimeout(r, 100));
-    expect(motoPosts(moto) - postsBefore).toBe(calls);
+    expect((await settledPosts(moto)) - postsBefore).toBe(calls);
     await p.close();
   });
 
