@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import nodeVault from 'node-vault';
 import pRetry, { AbortError } from 'p-retry';
-import { parseDuration } from '../duration.js';
-import { type ErrorCode, SkError } from '../errors.js';
-import { fingerprint } from '../fingerprint.js';
-import { isRecord } from '../is-record.js';
-import { refSyntaxError, type SecretRef } from '../refs.js';
-import type { Backends, VaultSettings } from '../spec.js';
-import { Limiter } from './limit.js';
-import type { FetchResult, Lease, Provider, ProviderContext, ProviderFactory } from './types.js';
+import { parseDuration } from '../../duration.js';
+import { type ErrorCode, SkError } from '../../errors.js';
+import { fingerprint } from '../../fingerprint.js';
+import { isRecord } from '../../is-record.js';
+import type { SecretRef } from '../../refs.js';
+import type { Backends } from '../../spec.js';
+import { Limiter } from '../limit.js';
+import type { FetchResult, Lease, Provider, ProviderContext, ProviderFactory } from '../types.js';
+import { type VaultSettings, vaultBackend } from './descriptor.js';
 
 /**
  * The `vault:` provider (HashiCorp Vault and OpenBao, through node-vault):
@@ -44,24 +45,9 @@ const TOKEN_CHECK_MIN_INTERVAL_MS = 5000;
 type AuthMethod = NonNullable<VaultSettings['authMethod']>;
 type VaultClient = ReturnType<typeof nodeVault>;
 
-const PATH_RE = /^[A-Za-z0-9_.@:+=,~-]+(?:\/[A-Za-z0-9_.@:+=,~-]+)*\/?$/;
-
 export const vaultProvider: ProviderFactory = {
   name: 'vault',
-  validateRef(ref: SecretRef, where: string): void {
-    const fail = (why: string): never => {
-      throw refSyntaxError(where, why);
-    };
-    const p = ref.locator;
-    if (p.startsWith('/')) fail('starts with "/"; write the API path without /v1/, e.g. secret/data/app');
-    if (p.startsWith('v1/')) fail('starts with v1/; write the API path without it, e.g. secret/data/app');
-    if (!PATH_RE.test(p)) fail('is not a Vault API path (letters, digits, _ . - and / between segments)');
-    if (p.split('/').some((s) => s === '.' || s === '..')) fail('has a "." or ".." path segment');
-    for (const [k, v] of Object.entries(ref.options)) {
-      if (k !== 'version') fail(`has an unknown option "${k}" (vault: accepts ?version=<n> for KV v2)`);
-      if (!/^[1-9]\d{0,9}$/.test(v)) fail(`has ?version=${v}; a KV v2 version is a positive integer`);
-    }
-  },
+  validateRef: vaultBackend.validateRef,
   needs: { serviceAccountToken: true },
   create(backends: Backends): Provider {
     return new VaultProvider(backends.vault ?? {});
