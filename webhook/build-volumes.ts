@@ -22,7 +22,7 @@ export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): 
   const sources: Record<string, unknown>[] = plan.tokens.map((t) => ({
     serviceAccountToken: {
       path: t.path,
-      expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+      expirationSeconds: t.expirationSeconds ?? TOKEN_EXPIRATION_SECONDS,
       ...(t.audience !== undefined ? { audience: t.audience } : {}),
     },
   }));
@@ -37,4 +37,9 @@ export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): 
     );
   }
   return { name: NAMES.tokenVolume, projected: { defaultMode: 0o444, sources } };
+}
+
+/** Backends' extra volumes for the agent (pod wiring). */
+export function agentVolumes(plan: Pick<Plan, 'agentVolumes'>): Volume[] {
+  return plan.agentVolumes.map((v) => ({ name: v.name, ...v.source }) as Volume);
 }
