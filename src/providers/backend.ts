@@ -216,7 +216,7 @@ export function settingFormatSchema(format: SettingFormat): z.ZodType {
       return z
         .string()
         .refine((v) => urlProblem(v) === undefined, 'must be an http(s) URL without credentials')
-        .meta({ pattern: '^https?://' });
+        .meta({ pattern: '^https?://.+$' });
     case 'boolean':
       return z.boolean();
     case 'duration':
