@@ -14,7 +14,7 @@ export function secretsVolume(plan: Pick<Plan, 'tmpfsSize'>): Volume {
 
 /**
  * The agent's own projected service-account token(s), with the audience each backend expects; plus
- * ca.crt and the namespace when the k8s provider needs in-cluster settings. Undefined when no backend
+ * ca.crt and the namespace when a backend needs in-cluster settings. Undefined when no backend
  * needs a token.
  */
 export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): Volume | undefined {

@@ -61,7 +61,7 @@ export interface Plan {
   readonly shareProcessNamespace: boolean;
   /** Projected tokens; empty = no token volume. */
   readonly tokens: readonly TokenSource[];
-  /** Also project ca.crt and namespace next to the tokens (the k8s provider's in-cluster config). */
+  /** Also project ca.crt and namespace next to the tokens (a backend asked for in-cluster settings). */
   readonly projectClusterInfo: boolean;
   /** Extra env of the agent containers (backends' pod wiring, e.g. IRSA). */
   readonly agentEnv: readonly EnvVar[];
