@@ -12,8 +12,8 @@ import {
   secretKey,
 } from '../src/annotations.js';
 import { SkError } from '../src/errors.js';
-import type { AgentVolume } from '../src/providers/backend.js';
-import { BACKENDS, backendNamed } from '../src/providers/builtin.js';
+import type { AgentVolume, BackendDescriptor } from '../src/providers/backend.js';
+import { BACKENDS } from '../src/providers/builtin.js';
 import type { ProviderRegistry } from '../src/providers/registry.js';
 import { type ResolvedSpec, resolveSpec, type SpecInput } from '../src/spec.js';
 import type { ClusterDefaults } from './defaults.js';
@@ -75,6 +75,8 @@ export interface ValidateDeps {
   readonly registry: ProviderRegistry;
   /** Template syntax check (src/render compileTemplate); throws SK_ERR_TEMPLATE_SYNTAX naming `where`. */
   readonly compileTemplate: (source: string, where: string) => void;
+  /** The backends whose pod wiring applies; default the built-in ones (`BACKENDS`). Tests add more. */
+  readonly backends?: readonly BackendDescriptor[];
 }
 
 /**
@@ -308,7 +310,8 @@ function planTokens(
       );
     }
   }
-  for (const d of BACKENDS) {
+  const descriptors = deps.backends ?? BACKENDS;
+  for (const d of descriptors) {
     if (!used.has(d.name) || !d.wirePod) continue;
     const w = d.wirePod({
       settings: (backends[d.name] ?? {}) as never,
@@ -331,7 +334,7 @@ function planTokens(
   }
   // Providers registered without a descriptor (tests, embedders) can still ask for the default token.
   for (const p of used) {
-    if (backendNamed(p)) continue;
+    if (descriptors.some((d) => d.name === p)) continue;
     if (deps.registry.has(p) && deps.registry.get(p).needs?.serviceAccountToken)
       add({ path: 'token', audience: undefined });
   }
