@@ -3,10 +3,10 @@ import path from 'node:path';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Engine } from '../src/engine.ts';
 import { silentLogger } from '../src/log.ts';
-import { AWS_BATCH_MAX, AwsProvider, awsProvider } from '../src/providers/aws.ts';
+import { AWS_BATCH_MAX, AwsProvider, awsProvider } from '../src/providers/aws/index.ts';
 import { ProviderRegistry } from '../src/providers/registry.ts';
 import type { Lease, Provider } from '../src/providers/types.ts';
-import { type VaultProvider, vaultProvider } from '../src/providers/vault.ts';
+import { type VaultProvider, vaultProvider } from '../src/providers/vault/index.ts';
 import { resolveSpec } from '../src/spec.ts';
 import {
   DB_DEFAULT_TTL_S,

@@ -3,6 +3,8 @@ import { parseDuration } from './duration.js';
 import { SkError } from './errors.js';
 import { parseOnChange } from './on-change.js';
 import { parseFileMode, validateRelativePath } from './paths.js';
+import { type AnnotationRow, parseSettingValue } from './providers/backend.js';
+import { BACKENDS, backendAnnotations } from './providers/builtin.js';
 import { parseRef } from './refs.js';
 import { API_VERSION, DEFAULTS, FORMATS, type Format, KIND, SECRET_NAME_RE, type SpecInput } from './spec.js';
 
@@ -65,11 +67,6 @@ export const ANN_RUN_AS_USER = 'sidekey.io/run-as-user';
 export const ANN_RUN_AS_GROUP = 'sidekey.io/run-as-group';
 /** `sizeLimit` of the memory-backed volume (quantity). Default `4Mi` (counts against pod memory). */
 export const ANN_TMPFS_SIZE = 'sidekey.io/tmpfs-size';
-/**
- * IAM role ARN for IRSA (`arn:aws:iam::<acct>:role/<name>`): the agent gets `AWS_ROLE_ARN` and a
- * projected token with the AWS audience. Default: none (the SDK's default credential chain).
- */
-export const ANN_AWS_ROLE_ARN = 'sidekey.io/aws-role-arn';
 
 // ---------------------------------------------------------------------------------------------------
 // Per secret: `sidekey.io/<prefix><name>`
@@ -110,106 +107,20 @@ export function secretKey(prefix: (typeof SECRET_PREFIXES)[number], name: string
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Backend settings: one table, annotation → spec field
+// Backend settings: from the backend descriptors (src/providers/<name>/descriptor.ts)
 // ---------------------------------------------------------------------------------------------------
 
-type SettingType = 'string' | 'url' | 'duration' | 'boolean' | readonly string[];
-
-/** One backend setting: annotation key, the spec field it sets, and how its value is checked. */
-export interface BackendSetting {
-  readonly key: string;
-  readonly backend: 'vault' | 'aws';
-  readonly field: string;
-  readonly type: SettingType;
-  readonly doc: string;
-}
+/**
+ * One backend annotation: key, the backend, and either the spec field it sets (`field`) or the pod
+ * wiring input it feeds (`input`); its format and doc line. See {@link AnnotationRow}.
+ */
+export type BackendSetting = AnnotationRow & { readonly backend: string };
 
 /**
- * Backend settings a pod may override (cluster defaults come from the webhook config). One row per
- * key; the webhook reads this table, and a unit test checks docs/annotations.md lists every key.
+ * Backend annotations a pod may set (cluster defaults come from the webhook config), derived from the
+ * registered backends. One row per key; a unit test checks docs/annotations.md lists every key.
  */
-export const BACKEND_SETTINGS: readonly BackendSetting[] = Object.freeze([
-  { key: 'sidekey.io/vault-addr', backend: 'vault', field: 'addr', type: 'url', doc: 'Vault/OpenBao URL' },
-  { key: 'sidekey.io/vault-role', backend: 'vault', field: 'role', type: 'string', doc: 'auth role' },
-  {
-    key: 'sidekey.io/vault-auth-path',
-    backend: 'vault',
-    field: 'authPath',
-    type: 'string',
-    doc: 'auth mount, e.g. `kubernetes` or `auth/k8s-prod`',
-  },
-  {
-    key: 'sidekey.io/vault-auth-method',
-    backend: 'vault',
-    field: 'authMethod',
-    type: ['kubernetes', 'jwt', 'approle', 'token'],
-    doc: 'auth method (default `kubernetes`)',
-  },
-  {
-    key: 'sidekey.io/vault-namespace',
-    backend: 'vault',
-    field: 'namespace',
-    type: 'string',
-    doc: 'Vault Enterprise / OpenBao namespace',
-  },
-  {
-    key: 'sidekey.io/vault-audience',
-    backend: 'vault',
-    field: 'audience',
-    type: 'string',
-    doc: 'audience of the projected service-account token (default: the API server audience)',
-  },
-  {
-    key: 'sidekey.io/vault-ca-cert',
-    backend: 'vault',
-    field: 'caCert',
-    type: 'string',
-    doc: 'CA certificate file in the agent container',
-  },
-  {
-    key: 'sidekey.io/vault-tls-server-name',
-    backend: 'vault',
-    field: 'tlsServerName',
-    type: 'string',
-    doc: 'TLS server name (SNI) to verify',
-  },
-  {
-    key: 'sidekey.io/vault-tls-skip-verify',
-    backend: 'vault',
-    field: 'tlsSkipVerify',
-    type: 'boolean',
-    doc: '`true` to skip TLS verification (testing only)',
-  },
-  {
-    key: 'sidekey.io/vault-timeout',
-    backend: 'vault',
-    field: 'timeout',
-    type: 'duration',
-    doc: 'request timeout',
-  },
-  {
-    key: 'sidekey.io/vault-revoke-on-shutdown',
-    backend: 'vault',
-    field: 'revokeOnShutdown',
-    type: 'boolean',
-    doc: '`true` to revoke dynamic leases when the agent stops',
-  },
-  { key: 'sidekey.io/aws-region', backend: 'aws', field: 'region', type: 'string', doc: 'AWS region' },
-  {
-    key: 'sidekey.io/aws-endpoint',
-    backend: 'aws',
-    field: 'endpoint',
-    type: 'url',
-    doc: 'Secrets Manager endpoint URL (VPC endpoint, LocalStack)',
-  },
-  {
-    key: 'sidekey.io/aws-audience',
-    backend: 'aws',
-    field: 'audience',
-    type: 'string',
-    doc: 'audience of the IRSA web-identity token (default `sts.amazonaws.com`)',
-  },
-] satisfies BackendSetting[]);
+export const BACKEND_SETTINGS: readonly BackendSetting[] = Object.freeze(backendAnnotations());
 
 const BACKEND_BY_KEY = new Map(BACKEND_SETTINGS.map((s) => [s.key, s]));
 
@@ -231,7 +142,6 @@ export const POD_KEYS: readonly string[] = Object.freeze([
   ANN_RUN_AS_USER,
   ANN_RUN_AS_GROUP,
   ANN_TMPFS_SIZE,
-  ANN_AWS_ROLE_ARN,
 ]);
 const POD_KEY_SET = new Set(POD_KEYS);
 
@@ -263,10 +173,8 @@ export interface AnnotationDefaults {
   readonly refresh?: string;
   /** Default on-change action. */
   readonly onChange?: string;
-  readonly backends?: {
-    readonly vault?: Readonly<Record<string, unknown>>;
-    readonly aws?: Readonly<Record<string, unknown>>;
-  };
+  /** Per backend name, its cluster-default settings. */
+  readonly backends?: Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>;
 }
 
 /** A classified annotation key. */
@@ -322,35 +230,6 @@ export function checkKnownKeys(annotations: Annotations): void {
 function durationAt(key: string, v: string): string {
   parseDuration(v, key);
   return v.trim();
-}
-
-function parseSetting(s: BackendSetting, raw: string): unknown {
-  const v = raw.trim();
-  if (v === '') throw invalid(s.key, 'is empty');
-  if (Array.isArray(s.type)) {
-    if (!s.type.includes(v)) throw invalid(s.key, `${show(v)} is not one of ${s.type.join(', ')}`);
-    return v;
-  }
-  switch (s.type) {
-    case 'url': {
-      let u: URL;
-      try {
-        u = new URL(v);
-      } catch {
-        throw invalid(s.key, `${show(v)} is not an absolute URL`);
-      }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw invalid(s.key, 'must be an http(s) URL');
-      if (u.username || u.password) throw invalid(s.key, 'must not carry credentials');
-      return v;
-    }
-    case 'boolean':
-      if (v !== 'true' && v !== 'false') throw invalid(s.key, `${show(v)} is not true or false`);
-      return v === 'true';
-    case 'duration':
-      return durationAt(s.key, v);
-    default:
-      return v;
-  }
 }
 
 /** Secrets declared by the annotations, keyed by name, with their raw per-secret settings. */
@@ -410,9 +289,9 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
   const get = (k: string): string | undefined => annotations[k];
 
   const secrets = new Map<string, RawSecret>();
-  const backends: { vault?: Record<string, unknown>; aws?: Record<string, unknown> } = {};
+  const backends: Record<string, Record<string, unknown>> = {};
   for (const [k, v] of Object.entries(defaults.backends ?? {})) {
-    if (v) backends[k as 'vault' | 'aws'] = { ...v };
+    if (v) backends[k] = { ...v };
   }
 
   for (const key of Object.keys(annotations).sort()) {
@@ -420,8 +299,9 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     if (raw === undefined) continue;
     const c = classifyKey(key);
     if (c.kind === 'backend') {
-      const b = c.setting.backend;
-      backends[b] = { ...backends[b], [c.setting.field]: parseSetting(c.setting, raw) };
+      // Pod wiring inputs (no `field`) are read by parseInjectOptions, not written to the spec.
+      const { backend: b, field, format } = c.setting;
+      if (field !== undefined) backends[b] = { ...backends[b], [field]: parseSettingValue(format, key, raw) };
     } else if (c.kind === 'secret') {
       if (!SECRET_NAME_RE.test(c.name)) {
         throw new SkError(
@@ -548,10 +428,10 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
   }
   const mode = parseInjectMode(annotations);
   if (mode === 'init-only') spec.agent = { mode: 'once' };
-  if (backends.vault || backends.aws) {
-    spec.backends = {};
-    if (backends.vault) spec.backends.vault = backends.vault as NonNullable<SpecInput['backends']>['vault'];
-    if (backends.aws) spec.backends.aws = backends.aws as NonNullable<SpecInput['backends']>['aws'];
+  // In the registered backends' order, whatever order the annotations and defaults came in.
+  const present = BACKENDS.filter((d) => backends[d.name] !== undefined);
+  if (present.length > 0) {
+    spec.backends = Object.fromEntries(present.map((d) => [d.name, backends[d.name]]));
   }
   spec.secrets = specSecrets;
   return spec;
@@ -630,7 +510,11 @@ export interface InjectOptions {
   readonly runAsUser: number | undefined;
   readonly runAsGroup: number | undefined;
   readonly tmpfsSize: string | undefined;
-  readonly awsRoleArn: string | undefined;
+  /**
+   * Backend pod wiring inputs (annotation rows with `input`, e.g. an IAM role), by backend name, then
+   * input name. Only backends with one set appear.
+   */
+  readonly backendInputs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
 function intAt(key: string, v: string, min: number): number {
@@ -678,9 +562,14 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
   if (memLim !== undefined) limits.memory = memLim;
   const ru = get(ANN_RUN_AS_USER);
   const rg = get(ANN_RUN_AS_GROUP);
-  const arn = get(ANN_AWS_ROLE_ARN)?.trim();
-  if (arn !== undefined && !/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/.test(arn)) {
-    throw invalid(ANN_AWS_ROLE_ARN, `${show(arn)} is not an IAM role ARN`);
+  const backendInputs: Record<string, Record<string, unknown>> = {};
+  for (const row of BACKEND_SETTINGS) {
+    const v = get(row.key);
+    if (row.input === undefined || v === undefined) continue;
+    backendInputs[row.backend] = {
+      ...backendInputs[row.backend],
+      [row.input]: parseSettingValue(row.format, row.key, v),
+    };
   }
   return {
     mode: parseInjectMode(annotations),
@@ -690,7 +579,7 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
     runAsUser: ru === undefined ? undefined : intAt(ANN_RUN_AS_USER, ru, 1),
     runAsGroup: rg === undefined ? undefined : intAt(ANN_RUN_AS_GROUP, rg, 0),
     tmpfsSize: q(ANN_TMPFS_SIZE),
-    awsRoleArn: arn,
+    backendInputs,
   };
 }
 

@@ -5,6 +5,7 @@ import { parseDuration } from './duration.js';
 import { SkError } from './errors.js';
 import { type OnChange, parseOnChange } from './on-change.js';
 import { parseFileMode, validateRelativePath } from './paths.js';
+import { BACKENDS, type Backends, type BackendsInput } from './providers/builtin.js';
 import { parseRef, type SecretRef } from './refs.js';
 
 /**
@@ -29,58 +30,13 @@ export type Format = (typeof FORMATS)[number];
 const durationInput = z.union([z.string(), z.number()]);
 const modeInput = z.union([z.string(), z.number().int()]);
 
-const vaultSchema = z
-  .object({
-    addr: z.string().optional(),
-    /** Auth method: kubernetes (default in cluster), jwt, approle, token. */
-    authMethod: z.enum(['kubernetes', 'jwt', 'approle', 'token']).optional(),
-    role: z.string().optional(),
-    /** Auth mount path, e.g. `auth/kubernetes` or just `kubernetes`. */
-    authPath: z.string().optional(),
-    namespace: z.string().optional(),
-    /** File holding the JWT (kubernetes/jwt auth); default the projected service-account token. */
-    jwtFile: z.string().optional(),
-    /** File holding a Vault token (token auth). */
-    tokenFile: z.string().optional(),
-    roleIdFile: z.string().optional(),
-    secretIdFile: z.string().optional(),
-    caCert: z.string().optional(),
-    tlsServerName: z.string().optional(),
-    tlsSkipVerify: z.boolean().optional(),
-    timeout: durationInput.optional(),
-    /** Revoke dynamic leases when the agent stops. */
-    revokeOnShutdown: z.boolean().optional(),
-    /** Audience of the projected token the webhook mounts for kubernetes auth. */
-    audience: z.string().optional(),
-  })
-  .strict();
-
-const awsSchema = z
-  .object({
-    region: z.string().optional(),
-    endpoint: z.string().optional(),
-    /** Web-identity token file (IRSA); normally taken from AWS_WEB_IDENTITY_TOKEN_FILE. */
-    audience: z.string().optional(),
-  })
-  .strict();
-
-const k8sSchema = z
-  .object({
-    namespace: z.string().optional(),
-    /** Service-account token file; default the in-cluster one. */
-    tokenFile: z.string().optional(),
-    /** API server URL; default in-cluster config or the current kubeconfig. */
-    server: z.string().optional(),
-    caCert: z.string().optional(),
-  })
-  .strict();
-
-const fileBackendSchema = z
-  .object({
-    /** Base directory for relative `file:` refs; default: the directory of the spec file. */
-    baseDir: z.string().optional(),
-  })
-  .strict();
+/**
+ * `backends.<name>`: one settings schema per backend, from its descriptor (src/providers/<name>/).
+ * Built from the registered list, so adding a backend adds its settings here.
+ */
+const backendsSchema = z
+  .object(Object.fromEntries(BACKENDS.map((d) => [d.name, d.settings.optional()])))
+  .strict() as unknown as z.ZodType<BackendsInput, BackendsInput>;
 
 const secretSchema = z
   .object({
@@ -139,15 +95,7 @@ export const specSchema = z
       })
       .strict()
       .optional(),
-    backends: z
-      .object({
-        vault: vaultSchema.optional(),
-        aws: awsSchema.optional(),
-        k8s: k8sSchema.optional(),
-        file: fileBackendSchema.optional(),
-      })
-      .strict()
-      .optional(),
+    backends: backendsSchema.optional(),
     secrets: z.record(z.string(), secretSchema),
   })
   .strict();
@@ -155,17 +103,7 @@ export const specSchema = z
 /** The spec as written (YAML/JSON), before resolution. */
 export type SpecInput = z.input<typeof specSchema>;
 
-export type VaultSettings = z.output<typeof vaultSchema>;
-export type AwsSettings = z.output<typeof awsSchema>;
-export type K8sSettings = z.output<typeof k8sSchema>;
-export type FileSettings = z.output<typeof fileBackendSchema>;
-
-export interface Backends {
-  readonly vault?: Readonly<VaultSettings>;
-  readonly aws?: Readonly<AwsSettings>;
-  readonly k8s?: Readonly<K8sSettings>;
-  readonly file?: Readonly<FileSettings>;
-}
+export type { Backends } from './providers/builtin.js';
 
 /** One secret after resolution. */
 export interface ResolvedSecret {
@@ -379,13 +317,19 @@ export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSp
     onChange: parseOnChange(s.onChange ?? 'none', w('onChange')),
     debounceMs: s.debounce === undefined ? DEFAULTS.debounceMs : parseDuration(s.debounce, w('debounce')),
     agent: { mode: s.agent?.mode ?? 'run', exitFile: s.agent?.exitFile },
-    backends: {
-      ...s.backends,
-      file: { ...s.backends?.file, baseDir: path.resolve(baseDir, s.backends?.file?.baseDir ?? '.') },
-    },
+    backends: resolveBackends(s.backends, baseDir),
     secrets,
   };
   return deepFreeze(spec);
+}
+
+/** Each backend's settings after its descriptor's `resolve` (e.g. relative paths made absolute). */
+function resolveBackends(input: BackendsInput | undefined, baseDir: string): Backends {
+  const out: Record<string, unknown> = { ...input };
+  for (const d of BACKENDS) {
+    if (d.resolve) out[d.name] = d.resolve(out[d.name] as never, { baseDir });
+  }
+  return out as Backends;
 }
 
 /** A file may not be both a file and a directory of another file (`a` and `a/b`). */

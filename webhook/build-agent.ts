@@ -26,6 +26,7 @@ export function agentSecurityContext(plan: Pick<Plan, 'runAsUser' | 'runAsGroup'
 function base(name: string, args: string[], plan: Plan, d: ClusterDefaults): Container {
   const mounts: VolumeMount[] = [{ name: NAMES.secretsVolume, mountPath: plan.mountPath }];
   if (plan.tokens.length > 0) mounts.push({ name: NAMES.tokenVolume, mountPath: TOKEN_DIR, readOnly: true });
+  for (const v of plan.agentVolumes) mounts.push({ name: v.name, mountPath: v.mountPath, readOnly: true });
   const resources: Record<string, Record<string, string>> = {};
   if (Object.keys(plan.resources.requests).length > 0) resources.requests = { ...plan.resources.requests };
   if (Object.keys(plan.resources.limits).length > 0) resources.limits = { ...plan.resources.limits };

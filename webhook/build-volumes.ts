@@ -14,7 +14,7 @@ export function secretsVolume(plan: Pick<Plan, 'tmpfsSize'>): Volume {
 
 /**
  * The agent's own projected service-account token(s), with the audience each backend expects; plus
- * ca.crt and the namespace when the k8s provider needs in-cluster settings. Undefined when no backend
+ * ca.crt and the namespace when a backend needs in-cluster settings. Undefined when no backend
  * needs a token.
  */
 export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): Volume | undefined {
@@ -22,7 +22,7 @@ export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): 
   const sources: Record<string, unknown>[] = plan.tokens.map((t) => ({
     serviceAccountToken: {
       path: t.path,
-      expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+      expirationSeconds: t.expirationSeconds ?? TOKEN_EXPIRATION_SECONDS,
       ...(t.audience !== undefined ? { audience: t.audience } : {}),
     },
   }));
@@ -37,4 +37,9 @@ export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): 
     );
   }
   return { name: NAMES.tokenVolume, projected: { defaultMode: 0o444, sources } };
+}
+
+/** Backends' extra volumes for the agent (pod wiring). */
+export function agentVolumes(plan: Pick<Plan, 'agentVolumes'>): Volume[] {
+  return plan.agentVolumes.map((v) => ({ name: v.name, ...v.source }) as Volume);
 }

@@ -5,6 +5,8 @@ import { INJECT_MODES, parseQuantity, validateMountPath } from '../src/annotatio
 import { parseDuration } from '../src/duration.js';
 import { SkError } from '../src/errors.js';
 import { parseOnChange } from '../src/on-change.js';
+import { clusterDefaultsSchema } from '../src/providers/backend.js';
+import { BACKENDS } from '../src/providers/builtin.js';
 import { deepFreeze } from '../src/spec.js';
 
 /**
@@ -119,35 +121,23 @@ export const webhookConfigSchema = z
     onInvalidAnnotations: z.enum(['deny', 'allow-without-injection']).default('deny'),
     /** Namespaces never mutated; the webhook's own namespace (POD_NAMESPACE) is always added. */
     excludedNamespaces: z.array(z.string().min(1)).default(['kube-system', 'kube-public']),
-    /** Cluster defaults for backends; pod annotations (`sidekey.io/vault-role`, …) override them. */
+    /**
+     * Cluster defaults for backends (`backends.<name>`, each backend's `clusterDefaults` fields, checked
+     * as its annotations are); pod annotations (`sidekey.io/<name>-*`) override them.
+     */
     backends: z
-      .object({
-        vault: z
-          .object({
-            addr: z.string().url().optional(),
-            role: z.string().optional(),
-            authPath: z.string().optional(),
-            namespace: z.string().optional(),
-            authMethod: z.enum(['kubernetes', 'jwt', 'approle', 'token']).optional(),
-            /** Audience of the projected token for kubernetes/jwt auth (default: the API server's). */
-            audience: z.string().optional(),
-            caCert: z.string().optional(),
-            tlsServerName: z.string().optional(),
-          })
-          .strict()
-          .optional(),
-        aws: z
-          .object({
-            region: z.string().optional(),
-            endpoint: z.string().url().optional(),
-            /** Audience of the IRSA web-identity token (default `sts.amazonaws.com`). */
-            audience: z.string().optional(),
-          })
-          .strict()
-          .optional(),
-      })
+      .object(
+        Object.fromEntries(
+          BACKENDS.filter((d) => d.clusterDefaults.length > 0).map((d) => [
+            d.name,
+            clusterDefaultsSchema(d).optional(),
+          ]),
+        ),
+      )
       .strict()
-      .default({}),
+      .default({}) as unknown as z.ZodDefault<
+      z.ZodType<Record<string, Readonly<Record<string, unknown>> | undefined>>
+    >,
     /** Log level (pino); `SIDEKEY_LOG_LEVEL` wins when set. Default `info`. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })

@@ -22,11 +22,10 @@ export interface ClusterDefaults {
  * and the native-sidecar decision, so the server computes it once and reuses it for every request.
  */
 export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean): ClusterDefaults {
-  const backends: { vault?: Record<string, unknown>; aws?: Record<string, unknown> } = {};
-  if (config.backends.vault && Object.keys(config.backends.vault).length > 0)
-    backends.vault = { ...config.backends.vault };
-  if (config.backends.aws && Object.keys(config.backends.aws).length > 0)
-    backends.aws = { ...config.backends.aws };
+  const backends: Record<string, Record<string, unknown>> = {};
+  for (const [name, settings] of Object.entries(config.backends)) {
+    if (settings && Object.keys(settings).length > 0) backends[name] = { ...settings };
+  }
   return Object.freeze({
     spec: Object.freeze({
       mountPath: config.agent.mountPath,

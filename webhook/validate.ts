@@ -1,17 +1,19 @@
 import {
-  ANN_AWS_ROLE_ARN,
   ANN_CONTAINERS,
   ANN_CPU_REQUEST,
   ANN_MEMORY_REQUEST,
   ANN_MODE,
   ANN_MOUNT_PATH,
   annotationsToSpec,
+  BACKEND_SETTINGS,
   type InjectOptions,
   parseInjectOptions,
   quantityValue,
   secretKey,
 } from '../src/annotations.js';
 import { SkError } from '../src/errors.js';
+import type { AgentVolume, BackendDescriptor } from '../src/providers/backend.js';
+import { BACKENDS } from '../src/providers/builtin.js';
 import type { ProviderRegistry } from '../src/providers/registry.js';
 import { type ResolvedSpec, resolveSpec, type SpecInput } from '../src/spec.js';
 import type { ClusterDefaults } from './defaults.js';
@@ -28,15 +30,14 @@ export const NAMES = Object.freeze({
 /** Where the agent finds its projected service-account token(s), CA and namespace. */
 export const TOKEN_DIR = '/var/run/secrets/sidekey.io/serviceaccount';
 
-/** Default audience of the IRSA web-identity token (what EKS's pod identity webhook uses). */
-export const AWS_DEFAULT_AUDIENCE = 'sts.amazonaws.com';
-
 /** One projected service-account token the agent needs. */
 export interface TokenSource {
   /** File name under {@link TOKEN_DIR}. */
   readonly path: string;
   /** Undefined: the API server's default audience. */
   readonly audience: string | undefined;
+  /** Undefined: the webhook's default lifetime. */
+  readonly expirationSeconds?: number;
 }
 
 /** Everything the build stage needs, validated. */
@@ -60,10 +61,12 @@ export interface Plan {
   readonly shareProcessNamespace: boolean;
   /** Projected tokens; empty = no token volume. */
   readonly tokens: readonly TokenSource[];
-  /** Also project ca.crt and namespace next to the tokens (the k8s provider's in-cluster config). */
+  /** Also project ca.crt and namespace next to the tokens (a backend asked for in-cluster settings). */
   readonly projectClusterInfo: boolean;
-  /** Extra env of the agent containers (IRSA). */
+  /** Extra env of the agent containers (backends' pod wiring, e.g. IRSA). */
   readonly agentEnv: readonly EnvVar[];
+  /** Extra volumes of the agent containers (backends' pod wiring). */
+  readonly agentVolumes: readonly AgentVolume[];
   /** `sidekey.io/env-<name>` replacements: the app gets `<env>_FILE=<mountPath>/<file>`. */
   readonly envFiles: ReadonlyArray<{ readonly env: string; readonly path: string }>;
 }
@@ -72,6 +75,8 @@ export interface ValidateDeps {
   readonly registry: ProviderRegistry;
   /** Template syntax check (src/render compileTemplate); throws SK_ERR_TEMPLATE_SYNTAX naming `where`. */
   readonly compileTemplate: (source: string, where: string) => void;
+  /** The backends whose pod wiring applies; default the built-in ones (`BACKENDS`). Tests add more. */
+  readonly backends?: readonly BackendDescriptor[];
 }
 
 /**
@@ -166,13 +171,14 @@ export function parseAndValidate(
     defaults.runAsGroup;
 
   const withTokens: SpecInput = structuredClone(spec);
-  const { tokens, projectClusterInfo, agentEnv } = planTokens(
+  const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planTokens(
     withTokens,
     resolved,
-    opts.awsRoleArn,
+    opts.backendInputs,
     namespace,
     deps,
   );
+  checkVolumesFree(pod, agentVolumes);
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
   if (mode === 'init-only') withTokens.agent ??= { mode: 'once' };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
@@ -197,6 +203,7 @@ export function parseAndValidate(
     tokens,
     projectClusterInfo,
     agentEnv,
+    agentVolumes,
     envFiles,
   };
 }
@@ -258,66 +265,80 @@ function checkNamesFree(pod: Pod): void {
   }
 }
 
+/** A backend's extra volume must not clash with one of the pod's (the API server would refuse it). */
+function checkVolumesFree(pod: Pod, extra: readonly AgentVolume[]): void {
+  for (const v of extra) {
+    if ((pod.spec?.volumes ?? []).some((x) => x.name === v.name)) {
+      throw new SkError(
+        'SK_ERR_MANIFEST_INVALID',
+        `spec.volumes: the pod already has a volume "${v.name}", a name sidekey reserves`,
+        { where: 'spec.volumes' },
+      );
+    }
+  }
+}
+
 /**
- * Which projected tokens the agent needs, and the spec settings pointing at them. A token is mounted
- * even when the pod sets `automountServiceAccountToken: false`: the agent gets its own, short-lived
- * one with the backend's audience, and the app containers never see it.
+ * What the agent needs from the pod for the backends its secrets use (projected tokens, env, volumes,
+ * cluster info), and the spec settings pointing at them: each backend descriptor's `wirePod`, in the
+ * registered order. A token is mounted even when the pod sets `automountServiceAccountToken: false`:
+ * the agent gets its own, short-lived one with the backend's audience, and the app containers never
+ * see it.
  */
 function planTokens(
   spec: SpecInput,
   resolved: ResolvedSpec,
-  awsRoleArn: string | undefined,
+  inputs: InjectOptions['backendInputs'],
   namespace: string | undefined,
   deps: ValidateDeps,
-): Pick<Plan, 'tokens' | 'projectClusterInfo' | 'agentEnv'> {
-  const providers = new Set(resolved.secrets.map((s) => s.ref.provider));
+): Pick<Plan, 'tokens' | 'projectClusterInfo' | 'agentEnv' | 'agentVolumes'> {
+  const used = new Set(resolved.secrets.map((s) => s.ref.provider));
   const tokens = new Map<string, TokenSource>();
   const add = (t: TokenSource) => tokens.set(t.path, t);
   const agentEnv: EnvVar[] = [];
+  const agentVolumes: AgentVolume[] = [];
   let projectClusterInfo = false;
-  spec.backends ??= {};
+  const backends = (spec.backends ?? {}) as Record<string, Record<string, unknown> | undefined>;
 
-  if (providers.has('vault')) {
-    spec.backends.vault ??= {};
-    const v = spec.backends.vault;
-    const method = v.authMethod ?? 'kubernetes';
-    if ((method === 'kubernetes' || method === 'jwt') && v.jwtFile === undefined) {
-      const path = v.audience ? 'vault-token' : 'token';
-      add({ path, audience: v.audience });
-      v.jwtFile = `${TOKEN_DIR}/${path}`;
+  // A wiring annotation (e.g. an IAM role) for a backend no secret uses is a mistake, not a no-op.
+  for (const row of BACKEND_SETTINGS) {
+    if (row.input !== undefined && !used.has(row.backend) && inputs[row.backend]?.[row.input] !== undefined) {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_INVALID',
+        `${row.key}: set, but no secret uses ${/^[aeiou]/.test(row.backend) ? 'an' : 'a'} ${row.backend}: ref`,
+        { where: row.key },
+      );
     }
   }
-  if (providers.has('k8s')) {
-    add({ path: 'token', audience: undefined });
-    projectClusterInfo = true;
-    spec.backends.k8s = {
-      ...spec.backends.k8s,
-      tokenFile: `${TOKEN_DIR}/token`,
-      caCert: `${TOKEN_DIR}/ca.crt`,
-      ...(namespace ? { namespace } : {}),
-    };
+  const descriptors = deps.backends ?? BACKENDS;
+  for (const d of descriptors) {
+    if (!used.has(d.name) || !d.wirePod) continue;
+    const w = d.wirePod({
+      settings: (backends[d.name] ?? {}) as never,
+      inputs: inputs[d.name] ?? {},
+      namespace,
+      tokenDir: TOKEN_DIR,
+    });
+    if (!w) continue;
+    for (const t of w.tokens ?? []) {
+      add({
+        path: t.path,
+        audience: t.audience,
+        ...(t.expirationSeconds !== undefined ? { expirationSeconds: t.expirationSeconds } : {}),
+      });
+    }
+    if (w.projectClusterInfo) projectClusterInfo = true;
+    for (const e of w.env ?? []) agentEnv.push({ name: e.name, value: e.value });
+    agentVolumes.push(...(w.volumes ?? []));
+    if (w.settings) backends[d.name] = { ...backends[d.name], ...w.settings };
   }
-  if (providers.has('aws') && awsRoleArn !== undefined) {
-    const audience = (spec.backends.aws?.audience as string | undefined) ?? AWS_DEFAULT_AUDIENCE;
-    add({ path: 'aws-token', audience });
-    agentEnv.push(
-      { name: 'AWS_ROLE_ARN', value: awsRoleArn },
-      { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: `${TOKEN_DIR}/aws-token` },
-    );
-  } else if (awsRoleArn !== undefined) {
-    throw new SkError(
-      'SK_ERR_ANNOTATION_INVALID',
-      `${ANN_AWS_ROLE_ARN}: set, but no secret uses an aws: ref`,
-      {
-        where: ANN_AWS_ROLE_ARN,
-      },
-    );
-  }
-  for (const p of providers) {
-    if (p === 'vault' || p === 'k8s' || p === 'aws') continue;
+  // Providers registered without a descriptor (tests, embedders) can still ask for the default token.
+  for (const p of used) {
+    if (descriptors.some((d) => d.name === p)) continue;
     if (deps.registry.has(p) && deps.registry.get(p).needs?.serviceAccountToken)
       add({ path: 'token', audience: undefined });
   }
-  if (Object.keys(spec.backends).length === 0) delete spec.backends;
-  return { tokens: [...tokens.values()], projectClusterInfo, agentEnv };
+  if (Object.keys(backends).length > 0) spec.backends = backends as SpecInput['backends'];
+  else delete spec.backends;
+  return { tokens: [...tokens.values()], projectClusterInfo, agentEnv, agentVolumes };
 }

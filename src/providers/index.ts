@@ -1,19 +1,15 @@
-import { awsProvider } from './aws.js';
-import { fileProvider } from './file.js';
-import { k8sProvider } from './k8s.js';
+import { BACKENDS } from './builtin.js';
 import { ProviderRegistry } from './registry.js';
-import { vaultProvider } from './vault.js';
+
+/** Every built-in provider (each descriptor's `load()`), loaded once when this module is imported. */
+const FACTORIES = await Promise.all(BACKENDS.map((d) => d.load()));
 
 /**
- * The built-in providers. Adding a backend = one file in this folder + one line here; the shared
- * provider contract suite (test/unit/providers/contract.ts) then runs against it.
+ * A registry with every built-in provider, loaded eagerly (the webhook, tests, benches). The agent
+ * loads only the providers its spec uses: `registryFor` in lazy.ts.
  */
 export function defaultRegistry(): ProviderRegistry {
   const r = new ProviderRegistry();
-  // one line per provider:
-  r.register(fileProvider);
-  r.register(vaultProvider);
-  r.register(awsProvider);
-  r.register(k8sProvider);
+  for (const f of FACTORIES) r.register(f);
   return r;
 }

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SkError } from '../../../src/errors.ts';
-import { AWS_MAX_ATTEMPTS, AwsProvider } from '../../../src/providers/aws.ts';
+import { AWS_MAX_ATTEMPTS, AwsProvider } from '../../../src/providers/aws/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { testCtx } from './vault-fixture.ts';
 

@@ -11,7 +11,7 @@ import {
   AwsProvider,
   awsProvider,
   mapAwsError,
-} from '../../../src/providers/aws.ts';
+} from '../../../src/providers/aws/index.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
 import type { FetchResult, SecretValue } from '../../../src/providers/types.ts';

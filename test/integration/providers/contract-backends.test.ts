@@ -5,8 +5,8 @@ import {
   ResourceNotFoundException,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { AwsProvider } from '../../../src/providers/aws.ts';
-import { VaultProvider } from '../../../src/providers/vault.ts';
+import { AwsProvider } from '../../../src/providers/aws/index.ts';
+import { VaultProvider } from '../../../src/providers/vault/index.ts';
 import {
   describeProviderContract,
   type ProviderHarness,

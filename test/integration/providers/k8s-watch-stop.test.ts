@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger } from '../../../src/log.js';
-import { createK8sProvider } from '../../../src/providers/k8s.js';
+import { createK8sProvider } from '../../../src/providers/k8s/index.js';
 import { parseRef } from '../../../src/refs.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sidekey-k8s-stop-'));

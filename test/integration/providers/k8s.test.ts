@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultRegistry } from '../../../src/providers/index.js';
-import { createK8sProvider, k8sProvider } from '../../../src/providers/k8s.js';
+import { createK8sProvider, k8sProvider } from '../../../src/providers/k8s/index.js';
 import { selectKey } from '../../../src/providers/select-key.js';
 import type { Provider, SecretValue } from '../../../src/providers/types.js';
 import { parseRef, type SecretRef } from '../../../src/refs.js';

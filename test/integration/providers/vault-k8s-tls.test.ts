@@ -9,7 +9,7 @@ import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SkError } from '../../../src/errors.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
-import { VaultProvider } from '../../../src/providers/vault.ts';
+import { VaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { CANARY } from '../../helpers/cli.ts';
 import { type OpenBao, startOpenBao } from '../servers/openbao.ts';

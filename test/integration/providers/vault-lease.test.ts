@@ -7,7 +7,7 @@ import { Engine, type WriteReport } from '../../../src/engine.ts';
 import { silentLogger } from '../../../src/log.ts';
 import { ProviderRegistry } from '../../../src/providers/registry.ts';
 import type { Lease, Provider } from '../../../src/providers/types.ts';
-import { vaultProvider } from '../../../src/providers/vault.ts';
+import { vaultProvider } from '../../../src/providers/vault/index.ts';
 import { resolveSpec } from '../../../src/spec.ts';
 import { DB_DEFAULT_TTL_S, DB_MAX_TTL_S, startVaultWorld, type VaultWorld } from './vault-fixture.ts';
 

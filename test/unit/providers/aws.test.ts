@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SkError } from '../../../src/errors.ts';
-import { AwsProvider, awsProvider, mapAwsError } from '../../../src/providers/aws.ts';
+import { AwsProvider, awsProvider, mapAwsError } from '../../../src/providers/aws/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 
 const validate = (raw: string) => awsProvider.validateRef(parseRef(raw), 'secrets.x.ref');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { fileProvider } from '../../../src/providers/file.js';
+import { fileProvider } from '../../../src/providers/file/index.js';
 import { defaultRegistry } from '../../../src/providers/index.js';
 import { selectKey } from '../../../src/providers/select-key.js';
 import type { SecretValue } from '../../../src/providers/types.js';

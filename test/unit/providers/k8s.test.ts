@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SkError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
-import { k8sProvider } from '../../../src/providers/k8s.js';
+import { k8sProvider } from '../../../src/providers/k8s/index.js';
 import { parseRef } from '../../../src/refs.js';
 
 const CANARY = 'SKCANARY-7f3c9e2a-do-not-print';

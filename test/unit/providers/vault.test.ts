@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SkError } from '../../../src/errors.ts';
 import { silentLogger } from '../../../src/log.ts';
-import { sanitiseVaultText, VaultProvider, vaultProvider } from '../../../src/providers/vault.ts';
+import { sanitiseVaultText, VaultProvider, vaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 
 const validate = (raw: string) => vaultProvider.validateRef(parseRef(raw), 'secrets.x.ref');

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
-import { type ErrorCode, firstLine, SkError } from '../errors.js';
-import { refSyntaxError, type SecretRef } from '../refs.js';
-import type { Backends, K8sSettings } from '../spec.js';
-import type { ChangeListener, FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
+import { type ErrorCode, firstLine, SkError } from '../../errors.js';
+import type { SecretRef } from '../../refs.js';
+import type { Backends } from '../../spec.js';
+import type { ChangeListener, FetchResult, Provider, ProviderContext, ProviderFactory } from '../types.js';
+import { type K8sSettings, k8sBackend } from './descriptor.js';
 
 /**
  * The `k8s:` provider: `k8s:<secret-name>[#key]` reads a Kubernetes Secret in the pod's own namespace,
@@ -35,21 +36,9 @@ export const K8S_SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** Request timeout for a read. */
 export const K8S_TIMEOUT_MS = 10_000;
 
-/** Secret names are DNS subdomains. */
-const NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
 export const k8sProvider: ProviderFactory = {
   name: 'k8s',
-  validateRef(ref: SecretRef, where: string): void {
-    const fail = (why: string): never => {
-      throw refSyntaxError(where, why);
-    };
-    if (ref.locator.length > 253 || !NAME_RE.test(ref.locator)) {
-      fail('is not a Secret name (lowercase letters, digits, - and .; k8s:<secret>#<key>)');
-    }
-    const opts = Object.keys(ref.options);
-    if (opts.length > 0) fail(`has an option "${opts[0]}"; k8s: refs take none (the namespace is the pod's)`);
-  },
+  validateRef: k8sBackend.validateRef,
   needs: { serviceAccountToken: true },
   create(backends: Backends): Provider {
     return new K8sProvider(backends.k8s ?? {});

@@ -5,11 +5,12 @@ import {
   SecretsManagerClient,
   type SecretsManagerClientConfig,
 } from '@aws-sdk/client-secrets-manager';
-import { type ErrorCode, SkError } from '../errors.js';
-import { refSyntaxError, type SecretRef } from '../refs.js';
-import type { AwsSettings, Backends } from '../spec.js';
-import { Limiter } from './limit.js';
-import type { FetchResult, Provider, ProviderContext, ProviderFactory } from './types.js';
+import { type ErrorCode, SkError } from '../../errors.js';
+import type { SecretRef } from '../../refs.js';
+import type { Backends } from '../../spec.js';
+import { Limiter } from '../limit.js';
+import type { FetchResult, Provider, ProviderContext, ProviderFactory } from '../types.js';
+import { type AwsSettings, awsBackend } from './descriptor.js';
 
 /**
  * The `aws:` provider (AWS Secrets Manager, @aws-sdk/client-secrets-manager):
@@ -38,34 +39,9 @@ export const AWS_MAX_IN_FLIGHT = 8;
 /** Per-request timeout. */
 export const AWS_REQUEST_TIMEOUT_MS = 10_000;
 
-const NAME_RE = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
-const ARN_RE = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$/;
-const VERSION_ID_RE = /^[A-Za-z0-9-]{32,64}$/;
-const STAGE_RE = /^[A-Za-z0-9_.-]{1,256}$/;
-
 export const awsProvider: ProviderFactory = {
   name: 'aws',
-  validateRef(ref: SecretRef, where: string): void {
-    const fail = (why: string): never => {
-      throw refSyntaxError(where, why);
-    };
-    const id = ref.locator;
-    if (id.startsWith('arn:')) {
-      if (!ARN_RE.test(id))
-        fail('is not a Secrets Manager ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)');
-    } else if (!NAME_RE.test(id)) {
-      fail('is not a Secrets Manager name (letters, digits and /_+=.@-, at most 512)');
-    }
-    for (const [k, v] of Object.entries(ref.options)) {
-      if (k === 'stage') {
-        if (!STAGE_RE.test(v)) fail(`has ?stage=${v}; a staging label is like AWSCURRENT or AWSPREVIOUS`);
-      } else if (k === 'version') {
-        if (!VERSION_ID_RE.test(v)) fail(`has ?version=${v}; a VersionId is a UUID`);
-      } else {
-        fail(`has an unknown option "${k}" (aws: accepts ?stage=<label> or ?version=<VersionId>)`);
-      }
-    }
-  },
+  validateRef: awsBackend.validateRef,
   create(backends: Backends): Provider {
     return new AwsProvider(backends.aws ?? {});
   },

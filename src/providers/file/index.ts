@@ -4,10 +4,10 @@ import path from 'node:path';
 import { watch as chokidarWatch } from 'chokidar';
 import { parse as parseDotenv } from 'dotenv';
 import YAML from 'yaml';
-import { SkError } from '../errors.js';
-import { fingerprint } from '../fingerprint.js';
-import { refSyntaxError, type SecretRef } from '../refs.js';
-import type { Backends } from '../spec.js';
+import { SkError } from '../../errors.js';
+import { fingerprint } from '../../fingerprint.js';
+import type { SecretRef } from '../../refs.js';
+import type { Backends } from '../../spec.js';
 import type {
   ChangeListener,
   FetchResult,
@@ -15,11 +15,10 @@ import type {
   ProviderContext,
   ProviderFactory,
   SecretValue,
-} from './types.js';
+} from '../types.js';
+import { type FileParseMode, fileBackend } from './descriptor.js';
 
-/** How a file is parsed; `?parse=` on the ref overrides the guess from the file name. */
-export const FILE_PARSE_MODES = ['yaml', 'json', 'env', 'none'] as const;
-export type FileParseMode = (typeof FILE_PARSE_MODES)[number];
+export { FILE_PARSE_MODES, type FileParseMode } from './descriptor.js';
 
 /** A secret file larger than this is refused (it would not fit the agent's small tmpfs anyway). */
 export const FILE_MAX_BYTES = 4 * 1024 * 1024;
@@ -43,19 +42,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  */
 export const fileProvider: ProviderFactory = {
   name: 'file',
-  validateRef(ref: SecretRef, where: string): void {
-    const fail = (why: string): never => {
-      throw refSyntaxError(where, why);
-    };
-    if (ref.locator.includes('\0')) fail('contains a NUL byte');
-    for (const [k, v] of Object.entries(ref.options)) {
-      if (k !== 'parse')
-        fail(`has an unknown option "${k}" (file: accepts ?parse=${FILE_PARSE_MODES.join('|')})`);
-      if (!(FILE_PARSE_MODES as readonly string[]).includes(v)) {
-        fail(`has ?parse=${v}; use one of ${FILE_PARSE_MODES.join(', ')}`);
-      }
-    }
-  },
+  validateRef: fileBackend.validateRef,
   create(backends: Backends): Provider {
     return new FileProvider(backends.file?.baseDir ?? process.cwd());
   },

@@ -1,0 +1,322 @@
+import { readFile } from 'node:fs/promises';
+import nodeVault from 'node-vault';
+import pRetry, { AbortError } from 'p-retry';
+import { parseDuration } from '../../duration.js';
+import { type ErrorCode, SkError } from '../../errors.js';
+import { isRecord } from '../../is-record.js';
+import { Limiter } from '../limit.js';
+import type { ProviderContext } from '../types.js';
+import type { VaultSettings } from './descriptor.js';
+
+/**
+ * Vault's HTTP seam: one node-vault client (address, namespace, TLS), requests with bounded retries
+ * (429, 5xx, network errors; exponential backoff with jitter) under a cap on requests in flight, and
+ * the mapping of Vault's answers to sidekey's error codes, sanitised of tokens and request ids.
+ * Knows nothing about tokens beyond sending the one it is given.
+ */
+
+/** Request timeout when `backends.vault.timeout` is not set. */
+export const VAULT_DEFAULT_TIMEOUT_MS = 10_000;
+/** Retry policy for retryable failures (429, 5xx, network): attempts = 1 + retries. */
+export const VAULT_RETRY = Object.freeze({ retries: 3, minTimeoutMs: 250, maxTimeoutMs: 4000 });
+/** Requests in flight to Vault at most, whatever the number of secrets (retry waits hold no slot). */
+export const VAULT_MAX_IN_FLIGHT = 8;
+
+export type HttpMethod = 'GET' | 'PUT' | 'POST';
+export type RetryPolicy = { retries: number; minTimeoutMs: number; maxTimeoutMs: number };
+
+type VaultClient = ReturnType<typeof nodeVault>;
+
+/** An HTTP answer from Vault that is not 2xx (node-vault's ApiResponseError). */
+export interface VaultHttpError {
+  readonly status: number;
+  readonly errors: string[];
+}
+
+/** Counters for tests and the bench (shared with the auth and read seams). */
+export interface VaultStats {
+  requests: number;
+  logins: number;
+  tokenRenewals: number;
+  leaseRenewals: number;
+}
+
+/** The configured Vault address, checked: `backends.vault.addr`, else VAULT_ADDR; http(s). */
+function vaultAddr(settings: Readonly<VaultSettings>, env: NodeJS.ProcessEnv): string {
+  const addr = settings.addr ?? env.VAULT_ADDR;
+  if (!addr) {
+    throw new SkError('SK_ERR_BACKEND_CONFIG', 'backends.vault.addr is not set (nor VAULT_ADDR)', {
+      where: 'backends.vault.addr',
+    });
+  }
+  let url: URL;
+  try {
+    url = new URL(addr);
+  } catch {
+    throw new SkError('SK_ERR_BACKEND_CONFIG', `backends.vault.addr: "${addr}" is not a URL`, {
+      where: 'backends.vault.addr',
+    });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new SkError('SK_ERR_BACKEND_CONFIG', `backends.vault.addr: "${addr}" is not http(s)`, {
+      where: 'backends.vault.addr',
+    });
+  }
+  return addr.replace(/\/+$/, '');
+}
+
+export class VaultHttp {
+  readonly #settings: Readonly<VaultSettings>;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #retry: RetryPolicy;
+  readonly #stats: VaultStats;
+  readonly #addr: string;
+  readonly #timeoutMs: number;
+  readonly #limiter = new Limiter(VAULT_MAX_IN_FLIGHT);
+  #clientPromise: Promise<VaultClient> | undefined;
+
+  /** Checks the address (SK_ERR_BACKEND_CONFIG) first; the timeout is checked by {@link parseTimeout}. */
+  constructor(
+    settings: Readonly<VaultSettings>,
+    env: NodeJS.ProcessEnv,
+    retry: RetryPolicy,
+    stats: VaultStats,
+  ) {
+    this.#settings = settings;
+    this.#env = env;
+    this.#retry = retry;
+    this.#stats = stats;
+    this.#addr = vaultAddr(settings, env);
+    this.#timeoutMs = parseTimeout(settings);
+  }
+
+  /** The most requests that were in flight at once (tests, bench). */
+  get peakInFlight(): number {
+    return this.#limiter.peak;
+  }
+
+  /** node-vault bakes TLS settings into one https agent at creation, so the CA file is read first. */
+  #getClient(): Promise<VaultClient> {
+    this.#clientPromise ??= (async () => {
+      const s = this.#settings;
+      const requestOptions: Record<string, unknown> = {};
+      if (s.caCert) {
+        try {
+          requestOptions.ca = await readFile(s.caCert, 'utf8');
+        } catch (e) {
+          throw new SkError(
+            'SK_ERR_BACKEND_CONFIG',
+            `backends.vault.caCert: cannot read ${s.caCert} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+            { where: 'backends.vault.caCert', cause: e },
+          );
+        }
+      }
+      if (s.tlsServerName) requestOptions.agentOptions = { servername: s.tlsServerName };
+      if (s.tlsSkipVerify) requestOptions.strictSSL = false;
+      const client = nodeVault({
+        endpoint: this.#addr,
+        namespace: s.namespace ?? this.#env.VAULT_NAMESPACE,
+        requestOptions,
+      });
+      // node-vault would pick VAULT_TOKEN up by itself; tokens are sent per request by the auth seam.
+      client.token = '';
+      return client;
+    })().catch((e: unknown) => {
+      this.#clientPromise = undefined;
+      throw e;
+    });
+    return this.#clientPromise;
+  }
+
+  /** One request with retries on 429/5xx/network errors; throws VaultHttpError or the network error. */
+  async raw(
+    ctx: ProviderContext,
+    method: HttpMethod,
+    path: string,
+    body: Record<string, unknown> | undefined,
+    where: string,
+    token: string | undefined,
+    opts: { retries?: number } = {},
+  ): Promise<unknown> {
+    const client = await this.#getClient();
+    const retries = opts.retries ?? this.#retry.retries;
+    return pRetry(
+      async () => {
+        if (ctx.signal.aborted) throw new AbortError('aborted');
+        this.#stats.requests++;
+        try {
+          return await this.#limiter.run(() =>
+            client.request({
+              path: `/${path}`,
+              method,
+              ...(body ? { json: body } : {}),
+              headers: token ? { 'X-Vault-Token': token } : {},
+              timeout: this.#timeoutMs,
+            }),
+          );
+        } catch (e) {
+          const http = toHttp(e);
+          if (http) {
+            if (!retryableStatus(http.status)) throw new AbortError(httpCarrier(http));
+            throw httpCarrier(http);
+          }
+          throw e;
+        }
+      },
+      {
+        retries,
+        minTimeout: this.#retry.minTimeoutMs,
+        maxTimeout: this.#retry.maxTimeoutMs,
+        factor: 2,
+        randomize: true,
+        signal: ctx.signal,
+        onFailedAttempt: ({ error, retriesLeft }) => {
+          if (retriesLeft > 0) {
+            ctx.log.debug(
+              { where, status: (error as { status?: number }).status, retriesLeft },
+              'vault retry',
+            );
+          }
+        },
+      },
+    ).catch((e: unknown) => {
+      // p-retry wraps the carrier of an AbortError in its own AbortError; unwrap.
+      const inner =
+        e instanceof AbortError && isHttp((e as { originalError?: unknown }).originalError)
+          ? (e as { originalError?: unknown }).originalError
+          : e;
+      throw inner;
+    });
+  }
+}
+
+function parseTimeout(settings: Readonly<VaultSettings>): number {
+  return settings.timeout === undefined
+    ? VAULT_DEFAULT_TIMEOUT_MS
+    : parseDuration(settings.timeout, 'backends.vault.timeout') || VAULT_DEFAULT_TIMEOUT_MS;
+}
+
+// ---- errors ----
+
+export function retryableStatus(status: number): boolean {
+  return status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
+}
+
+class HttpCarrier extends Error implements VaultHttpError {
+  constructor(
+    readonly status: number,
+    readonly errors: string[],
+  ) {
+    super(`vault answered ${status}`);
+  }
+}
+
+function httpCarrier(h: VaultHttpError): HttpCarrier {
+  return h instanceof HttpCarrier ? h : new HttpCarrier(h.status, h.errors);
+}
+
+/** Whether `e` is a non-2xx answer from Vault (as {@link VaultHttp.raw} throws it). */
+export function isHttp(e: unknown): e is VaultHttpError {
+  return e instanceof HttpCarrier;
+}
+
+/** node-vault's ApiResponseError → status + error strings. */
+function toHttp(e: unknown): VaultHttpError | undefined {
+  if (e instanceof HttpCarrier) return e;
+  const r = (e as { response?: { statusCode?: unknown; body?: unknown } } | null)?.response;
+  if (!r || typeof r.statusCode !== 'number') return undefined;
+  const errs = isRecord(r.body) && Array.isArray(r.body.errors) ? r.body.errors.map((x) => String(x)) : [];
+  return { status: r.statusCode, errors: errs };
+}
+
+/** Vault's own error text, sanitised: one line, no request ids, no tokens/accessors/JWTs, bounded. */
+export function sanitiseVaultText(s: string): string {
+  return (
+    s
+      .replace(/\s+/g, ' ')
+      .replace(/\b(?:hvs|hvb|hvr|s|b|r)\.[A-Za-z0-9_-]{8,}/g, '<token>')
+      // a JWT (the service-account token sent to kubernetes/jwt login), should a server or proxy echo it
+      .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '<jwt>')
+      .replace(/request[ _-]?id[:= ]+[0-9a-f-]{8,}/gi, '')
+      .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, '<id>')
+      .slice(0, 200)
+      .trim()
+  );
+}
+
+function detail(h: VaultHttpError): string {
+  const text = h.errors.map(sanitiseVaultText).filter(Boolean).join('; ');
+  return text ? ` (${text})` : '';
+}
+
+/** A failed login or token lookup: SK_ERR_BACKEND_AUTH (or UNAVAILABLE for 429/5xx/network). */
+export function authError(e: unknown, what: string): SkError {
+  if (e instanceof SkError) return e;
+  if (isHttp(e)) {
+    if (retryableStatus(e.status)) {
+      return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${what}: vault answered ${e.status}${detail(e)}`, {
+        where: what,
+      });
+    }
+    return new SkError('SK_ERR_BACKEND_AUTH', `${what}: failed with ${e.status}${detail(e)}`, {
+      where: what,
+    });
+  }
+  return networkError(e, what);
+}
+
+function networkError(e: unknown, where: string): SkError {
+  const err = e as { code?: string; message?: string; name?: string } | null;
+  if (err?.name === 'AbortError') {
+    return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${where}: vault request aborted`, { where, cause: e });
+  }
+  const code = err?.code ?? 'error';
+  const why =
+    code === 'ECONNABORTED' || code === 'ETIMEDOUT'
+      ? 'timed out'
+      : /CERT|SELF_SIGNED|VERIFY|^ERR_TLS|^ERR_SSL|^EPROTO$/.test(code)
+        ? `TLS failed (${code})`
+        : `unreachable (${code})`;
+  return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${where}: vault ${why}`, { where, cause: e });
+}
+
+/** A failed read/write: the typed code, naming `where` (the ref or lease) and the call. */
+export function mapError(e: unknown, method: string, path: string, where: string): SkError {
+  if (e instanceof SkError) return e;
+  const call = `vault ${method === 'GET' ? 'read' : 'write'} ${path.replace(/\?.*$/, '')}`;
+  if (!isHttp(e)) return networkError(e, `${where}: ${call}`);
+  let code: ErrorCode;
+  let why: string;
+  const sealed = e.errors.some((x) => /sealed/i.test(x));
+  switch (true) {
+    case e.status === 404:
+      code = 'SK_ERR_SOURCE_NOT_FOUND';
+      why = 'not found';
+      break;
+    case e.status === 403:
+      code = 'SK_ERR_BACKEND_DENIED';
+      why = `permission denied: the token's policies do not grant ${method === 'GET' ? 'read' : 'update'} on path "${path.replace(/\?.*$/, '')}"`;
+      break;
+    case e.status === 401:
+      code = 'SK_ERR_BACKEND_AUTH';
+      why = 'not authenticated';
+      break;
+    case sealed || e.status === 503:
+      code = 'SK_ERR_BACKEND_UNAVAILABLE';
+      why = sealed ? 'vault is sealed' : 'vault is unavailable (503)';
+      break;
+    case retryableStatus(e.status):
+      code = 'SK_ERR_BACKEND_UNAVAILABLE';
+      why = `vault answered ${e.status} after retries`;
+      break;
+    case e.status === 400:
+      code = 'SK_ERR_BACKEND_RESPONSE';
+      why = 'bad request';
+      break;
+    default:
+      code = 'SK_ERR_BACKEND_RESPONSE';
+      why = `unexpected status ${e.status}`;
+  }
+  const extra = e.status === 403 || e.status === 404 ? '' : detail(e);
+  return new SkError(code, `${where}: ${call}: ${why}${extra}`, { where });
+}
