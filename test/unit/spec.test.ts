@@ -55,11 +55,16 @@ describe('resolveSpec', () => {
     const with_ = (metrics: unknown) =>
       resolveSpec(spec({ agent: { metrics }, secrets: { db: { ref: 'file:db' } } }), { baseDir: '/app' });
     expect(with_({ port: 9102 }).agent.metrics).toEqual({ port: 9102, address: '127.0.0.1' });
-    expect(with_({ port: 9102, address: '0.0.0.0' }).agent.metrics).toEqual({ port: 9102, address: '0.0.0.0' });
+    expect(with_({ port: 9102, address: '0.0.0.0' }).agent.metrics).toEqual({
+      port: 9102,
+      address: '0.0.0.0',
+    });
     expect(with_({ port: 9102, address: '::' }).agent.metrics).toEqual({ port: 9102, address: '::' });
     expect(() => with_({ port: 0 })).toThrow(/SK_ERR_SPEC_INVALID|agent\.metrics\.port/);
     expect(() => with_({ port: 70000 })).toThrow(/agent\.metrics\.port/);
-    expect(() => with_({ port: 9102, address: 'pod-ip' })).toThrow(/agent\.metrics\.address: must be an IPv4 or IPv6/);
+    expect(() => with_({ port: 9102, address: 'pod-ip' })).toThrow(
+      /agent\.metrics\.address: must be an IPv4 or IPv6/,
+    );
     expect(() => with_({ port: 9102, path: '/m' })).toThrow(/unknown field\(s\) path/);
   });
 
