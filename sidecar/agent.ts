@@ -5,6 +5,7 @@ import { createLogger } from '../src/log.js';
 import { createNotifier } from '../src/notify.js';
 import type { ResolvedSpec } from '../src/spec.js';
 import { bufferedLogger, loadCommandSpec, onceSignal, reportError } from './common.js';
+import type { AgentListener } from './metrics.js';
 
 /**
  * `sidekey agent`: the container the webhook injects.
@@ -14,6 +15,8 @@ import { bufferedLogger, loadCommandSpec, onceSignal, reportError } from './comm
  * - long-running (sidecar): write, then rotate until SIGTERM/SIGINT, then stop cleanly and exit 0;
  *   exit 0 as well when `agent.exitFile` appears (a Job's app creates it when done).
  * - `--probe` (startup probe): exit 0 once the first complete write is done (`<output.dir>/..data`).
+ * - with `agent.metrics`, the long-running agent also serves /metrics, /healthz and /readyz
+ *   (sidecar/metrics.ts, loaded only then).
  *
  * The spec comes from `-c <file>` or the `SIDEKEY_SPEC` environment variable (JSON).
  */
@@ -73,10 +76,16 @@ async function longRunning(opts: AgentOptions): Promise<number> {
   const stopSignal = onceSignal(['SIGTERM', 'SIGINT']);
   const log = createLogger({ name: 'sidekey-agent' });
   let engine: Engine | undefined;
+  let listener: AgentListener | undefined;
   let exitTimer: NodeJS.Timeout | undefined;
   try {
     const { spec, registry, source } = await loadCommandSpec({ config: opts.config, fromEnv: true });
     log.info({ spec: source, dir: spec.output.dir, secrets: spec.secrets.length }, 'agent starting');
+    if (spec.agent.metrics) {
+      // Up before the first fetch: /readyz answers 503 until the files are written.
+      const { startAgentListener } = await import('./metrics.js');
+      listener = await startAgentListener({ ...spec.agent.metrics, log, status: () => engine?.status() });
+    }
 
     let fatal: ((e: unknown) => void) | undefined;
     const fatalP = new Promise<never>((_, reject) => {
@@ -93,6 +102,7 @@ async function longRunning(opts: AgentOptions): Promise<number> {
         if (!r.first) log.info({ files: r.changedFiles, secrets: r.changedSecrets }, 'files updated');
       },
       onFatal: (e: unknown) => fatal?.(e),
+      ...(listener ? { observer: listener.observer } : {}),
     });
 
     const first = await Promise.race([engine.start(), stopSignal.promise]);
@@ -122,6 +132,7 @@ async function longRunning(opts: AgentOptions): Promise<number> {
     return reportError(e);
   } finally {
     if (exitTimer) clearInterval(exitTimer);
+    await listener?.close();
     stopSignal.dispose();
   }
 }
