@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Engine, type WriteReport } from '../src/engine.js';
+import { Engine, type EngineObserver, type WriteReport } from '../src/engine.js';
 import { createLogger } from '../src/log.js';
 import { createNotifier } from '../src/notify.js';
 import type { ResolvedSpec } from '../src/spec.js';
@@ -81,11 +81,21 @@ async function longRunning(opts: AgentOptions): Promise<number> {
   try {
     const { spec, registry, source } = await loadCommandSpec({ config: opts.config, fromEnv: true });
     log.info({ spec: source, dir: spec.output.dir, secrets: spec.secrets.length }, 'agent starting');
-    if (spec.agent.metrics) {
-      // Up before the first fetch: /readyz answers 503 until the files are written.
-      const { startAgentListener } = await import('./metrics.js');
-      listener = await startAgentListener({ ...spec.agent.metrics, log, status: () => engine?.status() });
-    }
+    // The listener (and prom-client with it) loads while the first fetches run, not before them; the
+    // engine's events until it is up are held and replayed. /readyz answers 503 until the first write.
+    const deferred = spec.agent.metrics ? deferredObserver() : undefined;
+    const metrics = spec.agent.metrics;
+    const listenerP =
+      metrics &&
+      import('./metrics.js')
+        .then((m) => m.startAgentListener({ ...metrics, log, status: () => engine?.status() }))
+        .then((l) => {
+          listener = l;
+          deferred!.attach(l.observer);
+          return l;
+        });
+    // Awaited below; a failure (SK_ERR_LISTEN) must not be an unhandled rejection meanwhile.
+    listenerP?.catch(() => {});
 
     let fatal: ((e: unknown) => void) | undefined;
     const fatalP = new Promise<never>((_, reject) => {
@@ -102,15 +112,18 @@ async function longRunning(opts: AgentOptions): Promise<number> {
         if (!r.first) log.info({ files: r.changedFiles, secrets: r.changedSecrets }, 'files updated');
       },
       onFatal: (e: unknown) => fatal?.(e),
-      ...(listener ? { observer: listener.observer } : {}),
+      ...(deferred ? { observer: deferred.observer } : {}),
     });
 
-    const first = await Promise.race([engine.start(), stopSignal.promise]);
+    // A listener that cannot bind ends the start-up (the kubelet's probe would never pass).
+    const listenFailed = listenerP ? [listenerP.then(() => new Promise<never>(() => {}))] : [];
+    const first = await Promise.race([engine.start(), stopSignal.promise, ...listenFailed]);
     if (typeof first === 'string') {
       log.info({ signal: first }, 'stopping before the first write');
       await engine.stop();
       return 0;
     }
+    if (listenerP) await listenerP;
     log.info({ files: first.changedFiles.length, dir: spec.output.dir }, 'ready: first complete write done');
 
     const exitFile = exitFilePath(spec);
@@ -135,4 +148,30 @@ async function longRunning(opts: AgentOptions): Promise<number> {
     await listener?.close();
     stopSignal.dispose();
   }
+}
+
+/**
+ * An engine observer that holds events until the real one is attached, then replays them and forwards
+ * everything after: the metrics listener comes up while the first fetches run.
+ */
+export function deferredObserver(): { observer: EngineObserver; attach(o: EngineObserver): void } {
+  let target: EngineObserver | undefined;
+  let held: Array<(o: EngineObserver) => void> = [];
+  const call = (f: (o: EngineObserver) => void) => {
+    if (target) f(target);
+    else held.push(f);
+  };
+  return {
+    observer: {
+      providerCreated: (name, provider) => call((o) => o.providerCreated?.(name, provider)),
+      backendCall: (p, op, s, code) => call((o) => o.backendCall?.(p, op, s, code)),
+      refreshed: (secret, at) => call((o) => o.refreshed?.(secret, at)),
+      refreshFailed: (secret, code, at) => call((o) => o.refreshFailed?.(secret, code, at)),
+    },
+    attach(o) {
+      target = o;
+      for (const f of held) f(o);
+      held = [];
+    },
+  };
 }

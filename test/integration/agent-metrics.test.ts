@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,4 +206,32 @@ describe('the agent listener against a real OpenBao', () => {
     // The listener is gone with the agent.
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   }, 90_000);
+});
+
+describe('the agent listener, failing to bind', () => {
+  it('a port in use ends the agent with one SK_ERR_LISTEN line (exit 1)', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-agent-listen-'));
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const busy = (taken.address() as net.AddressInfo).port;
+    try {
+      writeFileSync(path.join(d, 'a.yaml'), `password: ${CANARY}\n`);
+      writeFileSync(
+        path.join(d, 'sidekey.yaml'),
+        `apiVersion: sidekey.io/v1\nkind: SecretSpec\noutput: { dir: ./out }\nagent:\n  metrics: { port: ${busy} }\nsecrets:\n  a: { ref: "file:a.yaml#password" }\n`,
+      );
+      const r = await runCli(['agent', '-c', 'sidekey.yaml'], { cwd: d, timeoutMs: 30_000 });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^SK_ERR_LISTEN: agent\\.metrics: cannot listen on 127\\.0\\.0\\.1:${busy} \\(EADDRINUSE\\)`,
+          'm',
+        ),
+      );
+      expect(r.stdout + r.stderr).not.toContain(CANARY);
+    } finally {
+      taken.close();
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 40_000);
 });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { deferredObserver } from '../../../sidecar/agent.ts';
 import { type AgentListener, startAgentListener } from '../../../sidecar/metrics.ts';
 import { Engine } from '../../../src/engine.ts';
 import { silentLogger } from '../../../src/log.ts';
@@ -147,5 +148,23 @@ describe('the agent listener (real engine, file: source)', () => {
         /^agent\.metrics: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\); another container/,
       ),
     });
+  });
+});
+
+describe('deferredObserver', () => {
+  test('holds events until the real observer is attached, replays them in order, then forwards', () => {
+    const seen: string[] = [];
+    const d = deferredObserver();
+    d.observer.backendCall?.('vault', 'fetch', 0.01, undefined);
+    d.observer.refreshed?.('a', 1);
+    expect(seen).toEqual([]);
+    d.attach({
+      backendCall: (p, op, _s, code) => void seen.push(`${p} ${op} ${code ?? 'ok'}`),
+      refreshed: (s) => void seen.push(`ok ${s}`),
+      refreshFailed: (s, code) => void seen.push(`failed ${s} ${code}`),
+    });
+    expect(seen).toEqual(['vault fetch ok', 'ok a']);
+    d.observer.refreshFailed?.('a', 'SK_ERR_BACKEND_UNAVAILABLE', 2);
+    expect(seen.at(-1)).toBe('failed a SK_ERR_BACKEND_UNAVAILABLE');
   });
 });
