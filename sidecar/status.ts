@@ -63,7 +63,7 @@ export async function readStatus(dir: string): Promise<StatusDocument> {
     throw new SkError('SK_ERR_SOURCE_UNREADABLE', `${file}: not JSON`, { where: file });
   }
   const d = doc as Partial<StatusDocument> | null;
-  if (!d || d.apiVersion !== 'sidekey.io/v1' || typeof d.secrets !== 'object' || d.secrets === null)
+  if (d?.apiVersion !== 'sidekey.io/v1' || typeof d.secrets !== 'object' || d.secrets === null)
     throw new SkError('SK_ERR_SOURCE_UNREADABLE', `${file}: not a sidekey.io/v1 status document`, {
       where: file,
     });

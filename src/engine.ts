@@ -449,7 +449,7 @@ export class Engine {
   }
 
   #commit(st: SecretState, o: Outcome & { ok: true }, at: number): void {
-    if (!st.bytes || !st.bytes.equals(o.bytes)) st.changedAt = at;
+    if (!st.bytes?.equals(o.bytes)) st.changedAt = at;
     st.bytes = o.bytes;
     st.version = o.result.version;
     st.fetchedAt = at;
