@@ -3,6 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { CANARY, type CliProcess, recordOutput, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { freePort } from './servers/common.ts';
 import { type OpenBao, startOpenBao } from './servers/openbao.ts';
@@ -234,4 +235,70 @@ describe('the agent listener, failing to bind', () => {
       rmSync(d, { recursive: true, force: true });
     }
   }, 40_000);
+});
+
+describe('the injected native sidecar with the listener on, probed as the kubelet would', () => {
+  it('sidekey inject gives an httpGet /readyz startup probe on the named port, which passes once the files are written', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-agent-probe-'));
+    const free = await freePort();
+    try {
+      writeFileSync(path.join(d, 'db.yaml'), `password: ${CANARY}\n`);
+      writeFileSync(
+        path.join(d, 'pod.yaml'),
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name: 'app',
+            annotations: {
+              'sidekey.io/inject': 'true',
+              'sidekey.io/secret-db': `file:${path.join(d, 'db.yaml')}#password`,
+              'sidekey.io/metrics-port': String(free),
+            },
+          },
+          spec: { containers: [{ name: 'app', image: 'shop/app:1' }] },
+        }),
+      );
+      const inj = await runCli(['inject', '-f', 'pod.yaml', '--kube-version', '1.33'], { cwd: d });
+      expect(inj.code, inj.stderr).toBe(0);
+      // biome-ignore lint/suspicious/noExplicitAny: reading fields of the injected pod
+      const pod = YAML.parse(inj.stdout) as any;
+      const c = pod.spec.initContainers[0];
+      expect(c).toMatchObject({ name: 'sidekey-agent', restartPolicy: 'Always' });
+      expect(c.startupProbe.exec).toBeUndefined();
+      expect(pod.metadata.annotations['prometheus.io/port']).toBe(String(free));
+
+      // The kubelet's view: the probe's named port resolves through the container's ports.
+      const named = c.ports.find((p: { name: string }) => p.name === c.startupProbe.httpGet.port);
+      expect(named).toEqual({ name: 'sidekey-metrics', containerPort: free, protocol: 'TCP' });
+      const spec = JSON.parse(c.env.find((e: { name: string }) => e.name === 'SIDEKEY_SPEC').value);
+      expect(spec.agent.metrics).toEqual({ port: free, address: '0.0.0.0' });
+      spec.output.dir = path.join(d, 'run'); // the tmpfs volume's mount path, here
+      const run = spawnCli(c.command.slice(1), {
+        cwd: d,
+        env: { SIDEKEY_SPEC: JSON.stringify(spec) },
+        timeoutMs: 60_000,
+      });
+      try {
+        const probe = async () => {
+          try {
+            const res = await fetch(`http://127.0.0.1:${named.containerPort}${c.startupProbe.httpGet.path}`);
+            return res.status;
+          } catch {
+            return 0; // connection refused: a failed probe
+          }
+        };
+        const status = await waitFor(async () => ((await probe()) === 200 ? 200 : undefined), 30_000, 50);
+        expect(status).toBe(200);
+        expect(readFileSync(path.join(d, 'run', 'db'), 'utf8')).toBe(CANARY);
+      } finally {
+        const r = await run.stop('SIGTERM', 20_000);
+        expect(r.code).toBe(0);
+        expect(r.stdout + r.stderr).not.toContain(CANARY);
+      }
+      expect(inj.stdout + inj.stderr).not.toContain(CANARY);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
