@@ -81,21 +81,10 @@ async function longRunning(opts: AgentOptions): Promise<number> {
   try {
     const { spec, registry, source } = await loadCommandSpec({ config: opts.config, fromEnv: true });
     log.info({ spec: source, dir: spec.output.dir, secrets: spec.secrets.length }, 'agent starting');
-    // The listener (and prom-client with it) loads while the first fetches run, not before them; the
-    // engine's events until it is up are held and replayed. /readyz answers 503 until the first write.
+    // The listener (and prom-client with it) loads once the first write is done, so it never delays
+    // the files; the engine's events until then are held and replayed. The kubelet's httpGet probe
+    // fails (connection refused) until the listener is up, as it would with a 503 before the write.
     const deferred = spec.agent.metrics ? deferredObserver() : undefined;
-    const metrics = spec.agent.metrics;
-    const listenerP =
-      metrics &&
-      import('./metrics.js')
-        .then((m) => m.startAgentListener({ ...metrics, log, status: () => engine?.status() }))
-        .then((l) => {
-          listener = l;
-          deferred!.attach(l.observer);
-          return l;
-        });
-    // Awaited below; a failure (SK_ERR_LISTEN) must not be an unhandled rejection meanwhile.
-    listenerP?.catch(() => {});
 
     let fatal: ((e: unknown) => void) | undefined;
     const fatalP = new Promise<never>((_, reject) => {
@@ -115,15 +104,19 @@ async function longRunning(opts: AgentOptions): Promise<number> {
       ...(deferred ? { observer: deferred.observer } : {}),
     });
 
-    // A listener that cannot bind ends the start-up (the kubelet's probe would never pass).
-    const listenFailed = listenerP ? [listenerP.then(() => new Promise<never>(() => {}))] : [];
-    const first = await Promise.race([engine.start(), stopSignal.promise, ...listenFailed]);
+    const first = await Promise.race([engine.start(), stopSignal.promise]);
     if (typeof first === 'string') {
       log.info({ signal: first }, 'stopping before the first write');
       await engine.stop();
       return 0;
     }
-    if (listenerP) await listenerP;
+    const metrics = spec.agent.metrics;
+    if (metrics && deferred) {
+      // A listener that cannot bind ends the agent (SK_ERR_LISTEN): the kubelet's probe would never pass.
+      const { startAgentListener } = await import('./metrics.js');
+      listener = await startAgentListener({ ...metrics, log, status: () => engine?.status() });
+      deferred.attach(listener.observer);
+    }
     log.info({ files: first.changedFiles.length, dir: spec.output.dir }, 'ready: first complete write done');
 
     const exitFile = exitFilePath(spec);

@@ -16,8 +16,8 @@ import type { StatusDocument } from '../src/writer.js';
  * - `GET /readyz`: 200 once the first complete write is done and no secret is past `maxStale`, else
  *   503 with a one-line reason naming secrets (the native sidecar's startup probe uses it).
  *
- * This module (and prom-client with it) is loaded only when the listener is on: it costs the agent
- * start-up time and resident memory (docs/agent.md, "Metrics and health").
+ * This module (and prom-client with it) is loaded only when the listener is on, after the agent's
+ * first write: it costs CPU and resident memory (docs/agent.md, "Metrics and health").
  *
  * Labels carry secret names, backend (provider) names, operations and SK_ERR codes — never a value,
  * a ref or a version.
