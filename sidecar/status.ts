@@ -84,15 +84,24 @@ export function formatAge(ms: number | undefined): string {
 }
 
 /**
- * The table: one row per secret — name, file, version, age of the last successful refresh, and the
- * last error's code (with `stale` once past maxStale). A header line says whether the set is ready.
+ * The table: one row per secret — name, file, version, age of the last successful refresh, time left
+ * on its lease (a column only when a secret has one), and the last error's code (with `stale` once past
+ * maxStale). A header line says whether the set is ready.
  */
 export function formatStatusTable(doc: StatusDocument, dir: string, now: number = Date.now()): string {
   const age = (iso: string | undefined) => (iso ? formatAge(now - Date.parse(iso)) : '-');
-  const rows = [['SECRET', 'FILE', 'VERSION', 'AGE', 'LAST ERROR']];
-  for (const [name, s] of Object.entries(doc.secrets)) {
+  const secrets = Object.entries(doc.secrets);
+  // Leased (dynamic) secrets add a column: time left on the lease.
+  const leases = secrets.some(([, s]) => s.lease);
+  const lease = (s: (typeof secrets)[number][1]) => {
+    if (!s.lease) return '-';
+    const left = Date.parse(s.lease.expiresAt) - now;
+    return left <= 0 ? 'expired' : formatAge(left);
+  };
+  const rows = [['SECRET', 'FILE', 'VERSION', 'AGE', ...(leases ? ['LEASE'] : []), 'LAST ERROR']];
+  for (const [name, s] of secrets) {
     const err = [s.lastError?.code, s.stale ? 'stale' : undefined].filter(Boolean).join(', ') || '-';
-    rows.push([name, s.file, s.version ?? '-', age(s.fetchedAt), err]);
+    rows.push([name, s.file, s.version ?? '-', age(s.fetchedAt), ...(leases ? [lease(s)] : []), err]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) =>
@@ -101,7 +110,7 @@ export function formatStatusTable(doc: StatusDocument, dir: string, now: number 
       .join('  ')
       .trimEnd(),
   );
-  const head = `${dir}: ${doc.ready ? 'ready' : 'not ready'}, ${Object.keys(doc.secrets).length} secret(s), status written ${age(doc.updatedAt)} ago`;
+  const head = `${dir}: ${doc.ready ? 'ready' : 'not ready'}, ${secrets.length} secret(s), status written ${age(doc.updatedAt)} ago`;
   return `${head}\n${lines.join('\n')}\n`;
 }
 

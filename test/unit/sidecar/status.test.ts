@@ -55,6 +55,33 @@ describe('sidekey status', () => {
     expect(formatStatusTable(doc, '/d', now)).not.toContain('connection refused');
   });
 
+  test('a LEASE column when a secret has a lease: the time left, or expired', () => {
+    const leased: StatusDocument = {
+      ...doc,
+      secrets: {
+        creds: {
+          file: 'db.env',
+          version: 'lease-1',
+          fetchedAt: '2026-11-26T05:19:00.000Z',
+          lease: { ttlSeconds: 3600, expiresAt: '2026-11-26T05:24:10.000Z', renewable: true },
+        },
+        old: {
+          file: 'old',
+          version: 'lease-0',
+          fetchedAt: '2026-11-26T04:00:00.000Z',
+          lease: { ttlSeconds: 60, expiresAt: '2026-11-26T04:01:00.000Z', renewable: false },
+        },
+        plain: { file: 'p', version: '3', fetchedAt: '2026-11-26T05:19:30.000Z' },
+      },
+    };
+    expect(formatStatusTable(leased, '/run/sidekey', now).split('\n').slice(1, 5)).toEqual([
+      'SECRET  FILE    VERSION  AGE    LEASE    LAST ERROR',
+      'creds   db.env  lease-1  1m     4m10s    -',
+      'old     old     lease-0  1h20m  expired  -',
+      'plain   p       3        30s    -        -',
+    ]);
+  });
+
   test('the directory: --dir, else the spec output.dir, else /run/sidekey; a missing or foreign file is named', async () => {
     expect(await statusDir({ dir: '/x/y' }, {})).toBe('/x/y');
     expect(await statusDir({}, {})).toBe('/run/sidekey');
