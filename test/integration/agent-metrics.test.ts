@@ -302,3 +302,72 @@ describe('the injected native sidecar with the listener on, probed as the kubele
     }
   }, 60_000);
 });
+
+describe('lease metrics with dynamic database credentials (OpenBao + PostgreSQL)', () => {
+  it('lease seconds remaining, renewals timed as op="renew", one approle login', async () => {
+    const { startVaultWorld, DB_DEFAULT_TTL_S } = await import('./providers/vault-fixture.ts');
+    const world = await startVaultWorld();
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-agent-lease-'));
+    const p = await freePort();
+    let run: CliProcess | undefined;
+    try {
+      writeFileSync(
+        path.join(d, 'sidekey.yaml'),
+        `apiVersion: sidekey.io/v1
+kind: SecretSpec
+output: { dir: ./out }
+agent:
+  metrics: { port: ${p} }
+backends:
+  vault:
+    addr: ${world.bao.addr}
+    authMethod: approle
+    roleIdFile: ${world.roleIdFile}
+    secretIdFile: ${world.secretIdFile}
+secrets:
+  db-user:
+    ref: vault:database/creds/app#username
+  db-password:
+    ref: vault:database/creds/app#password
+`,
+      );
+      run = spawnCli(['agent', '-c', 'sidekey.yaml'], { cwd: d, timeoutMs: 90_000 });
+      await run.waitForOutput('metrics listening', 30_000);
+      const scrapeP = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${p}/metrics`)).text();
+        recordOutput('GET /metrics (lease)', text);
+        return text;
+      };
+      let m = await scrapeP();
+      for (const s of ['db-user', 'db-password']) {
+        const left = sample(m, `sidekey_secret_lease_remaining_seconds{secret="${s}"}`)!;
+        expect(left).toBeGreaterThan(0);
+        expect(left).toBeLessThanOrEqual(DB_DEFAULT_TTL_S);
+      }
+      expect(sample(m, 'sidekey_backend_logins_total{backend="vault"}')).toBe(1);
+      // Renewed at ~2/3 of the TTL: one renewal per lease (the two secrets share it), timed.
+      m = await waitFor(
+        async () => {
+          const t = await scrapeP();
+          return (sample(t, 'sidekey_backend_calls_total{backend="vault",op="renew"}') ?? 0) >= 1
+            ? t
+            : undefined;
+        },
+        20_000,
+        200,
+      );
+      expect(m).toMatch(/^sidekey_backend_call_duration_seconds_count\{backend="vault",op="renew"\} [1-9]/m);
+      expect(sample(m, 'sidekey_backend_logins_total{backend="vault"}')).toBe(1);
+      expect(m).not.toContain(CANARY);
+      const st = await runCli(['status', '--dir', 'out'], { cwd: d });
+      expect(st.stdout).toMatch(/^SECRET\s+FILE\s+VERSION\s+AGE\s+LEASE\s+LAST ERROR$/m);
+      expect(st.stdout).toMatch(/^db-user\s+db-user\s+\S+\s+\d+s\s+(\d+s|expired)\s+-$/m);
+      const r = await run.stop('SIGTERM', 20_000);
+      expect(r.code).toBe(0);
+    } finally {
+      await run?.stop('SIGKILL');
+      await world.stop();
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
