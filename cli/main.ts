@@ -12,7 +12,7 @@ import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError } from '../src/errors.js';
  * other commands' modules altogether: see {@link agentFastPath}. Everything else, including any
  * unusual spelling of the agent's options, goes through commander.
  */
-const COMMANDS = ['agent', 'dev', 'run', 'webhook', 'inject', 'scan', 'migrate', 'schema'] as const;
+const COMMANDS = ['agent', 'dev', 'run', 'status', 'webhook', 'inject', 'scan', 'migrate', 'schema'] as const;
 
 export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);

@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Engine, type WriteReport } from '../src/engine.js';
+import { Engine, type EngineObserver, type WriteReport } from '../src/engine.js';
 import { createLogger } from '../src/log.js';
 import { createNotifier } from '../src/notify.js';
 import type { ResolvedSpec } from '../src/spec.js';
 import { bufferedLogger, loadCommandSpec, onceSignal, reportError } from './common.js';
+import type { AgentListener } from './metrics.js';
 
 /**
  * `sidekey agent`: the container the webhook injects.
@@ -14,6 +15,8 @@ import { bufferedLogger, loadCommandSpec, onceSignal, reportError } from './comm
  * - long-running (sidecar): write, then rotate until SIGTERM/SIGINT, then stop cleanly and exit 0;
  *   exit 0 as well when `agent.exitFile` appears (a Job's app creates it when done).
  * - `--probe` (startup probe): exit 0 once the first complete write is done (`<output.dir>/..data`).
+ * - with `agent.metrics`, the long-running agent also serves /metrics, /healthz and /readyz
+ *   (sidecar/metrics.ts, loaded only then).
  *
  * The spec comes from `-c <file>` or the `SIDEKEY_SPEC` environment variable (JSON).
  */
@@ -73,10 +76,15 @@ async function longRunning(opts: AgentOptions): Promise<number> {
   const stopSignal = onceSignal(['SIGTERM', 'SIGINT']);
   const log = createLogger({ name: 'sidekey-agent' });
   let engine: Engine | undefined;
+  let listener: AgentListener | undefined;
   let exitTimer: NodeJS.Timeout | undefined;
   try {
     const { spec, registry, source } = await loadCommandSpec({ config: opts.config, fromEnv: true });
     log.info({ spec: source, dir: spec.output.dir, secrets: spec.secrets.length }, 'agent starting');
+    // The listener (and prom-client with it) loads once the first write is done, so it never delays
+    // the files; the engine's events until then are held and replayed. The kubelet's httpGet probe
+    // fails (connection refused) until the listener is up, as it would with a 503 before the write.
+    const deferred = spec.agent.metrics ? deferredObserver() : undefined;
 
     let fatal: ((e: unknown) => void) | undefined;
     const fatalP = new Promise<never>((_, reject) => {
@@ -93,6 +101,7 @@ async function longRunning(opts: AgentOptions): Promise<number> {
         if (!r.first) log.info({ files: r.changedFiles, secrets: r.changedSecrets }, 'files updated');
       },
       onFatal: (e: unknown) => fatal?.(e),
+      ...(deferred ? { observer: deferred.observer } : {}),
     });
 
     const first = await Promise.race([engine.start(), stopSignal.promise]);
@@ -100,6 +109,13 @@ async function longRunning(opts: AgentOptions): Promise<number> {
       log.info({ signal: first }, 'stopping before the first write');
       await engine.stop();
       return 0;
+    }
+    const metrics = spec.agent.metrics;
+    if (metrics && deferred) {
+      // A listener that cannot bind ends the agent (SK_ERR_LISTEN): the kubelet's probe would never pass.
+      const { startAgentListener } = await import('./metrics.js');
+      listener = await startAgentListener({ ...metrics, log, status: () => engine?.status() });
+      deferred.attach(listener.observer);
     }
     log.info({ files: first.changedFiles.length, dir: spec.output.dir }, 'ready: first complete write done');
 
@@ -122,6 +138,33 @@ async function longRunning(opts: AgentOptions): Promise<number> {
     return reportError(e);
   } finally {
     if (exitTimer) clearInterval(exitTimer);
+    await listener?.close();
     stopSignal.dispose();
   }
+}
+
+/**
+ * An engine observer that holds events until the real one is attached, then replays them and forwards
+ * everything after: the metrics listener comes up while the first fetches run.
+ */
+export function deferredObserver(): { observer: EngineObserver; attach(o: EngineObserver): void } {
+  let target: EngineObserver | undefined;
+  let held: Array<(o: EngineObserver) => void> = [];
+  const call = (f: (o: EngineObserver) => void) => {
+    if (target) f(target);
+    else held.push(f);
+  };
+  return {
+    observer: {
+      providerCreated: (name, provider) => call((o) => o.providerCreated?.(name, provider)),
+      backendCall: (p, op, s, code) => call((o) => o.backendCall?.(p, op, s, code)),
+      refreshed: (secret, at) => call((o) => o.refreshed?.(secret, at)),
+      refreshFailed: (secret, code, at) => call((o) => o.refreshFailed?.(secret, code, at)),
+    },
+    attach(o) {
+      target = o;
+      for (const f of held) f(o);
+      held = [];
+    },
+  };
 }

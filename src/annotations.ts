@@ -51,6 +51,13 @@ export const ANN_MAX_STALE = 'sidekey.io/max-stale';
 /** What to do once {@link ANN_MAX_STALE} is exceeded: `keep` (default, keep last good) | `fail`. */
 export const ANN_MAX_STALE_ACTION = 'sidekey.io/max-stale-action';
 
+/**
+ * The agent's metrics and health listener: a port (1–65535) turns it on, on the pod IP, serving
+ * /metrics, /healthz and /readyz (the native sidecar's startup probe then asks /readyz); `0` turns it
+ * off. Default: the webhook config's `agent.metrics.port` (0, off). Not in init-only mode.
+ */
+export const ANN_METRICS_PORT = 'sidekey.io/metrics-port';
+
 // --- resources / identity of the injected agent ---
 
 /** CPU request of the agent (Kubernetes quantity, e.g. `10m`). Default: webhook config. */
@@ -135,6 +142,7 @@ export const POD_KEYS: readonly string[] = Object.freeze([
   ANN_ON_CHANGE,
   ANN_MAX_STALE,
   ANN_MAX_STALE_ACTION,
+  ANN_METRICS_PORT,
   ANN_CPU_REQUEST,
   ANN_CPU_LIMIT,
   ANN_MEMORY_REQUEST,
@@ -515,6 +523,8 @@ export interface InjectOptions {
    * input name. Only backends with one set appear.
    */
   readonly backendInputs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** `sidekey.io/metrics-port`: 0 = off; undefined = the webhook default. */
+  readonly metricsPort: number | undefined;
 }
 
 function intAt(key: string, v: string, min: number): number {
@@ -560,6 +570,10 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
   if (memReq !== undefined) requests.memory = memReq;
   if (cpuLim !== undefined) limits.cpu = cpuLim;
   if (memLim !== undefined) limits.memory = memLim;
+  const mp = get(ANN_METRICS_PORT);
+  const metricsPort = mp === undefined ? undefined : intAt(ANN_METRICS_PORT, mp, 0);
+  if (metricsPort !== undefined && metricsPort > 65535)
+    throw invalid(ANN_METRICS_PORT, `${show(mp!.trim())} is not a port between 1 and 65535 (or 0 for off)`);
   const ru = get(ANN_RUN_AS_USER);
   const rg = get(ANN_RUN_AS_GROUP);
   const backendInputs: Record<string, Record<string, unknown>> = {};
@@ -580,6 +594,7 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
     runAsGroup: rg === undefined ? undefined : intAt(ANN_RUN_AS_GROUP, rg, 0),
     tmpfsSize: q(ANN_TMPFS_SIZE),
     backendInputs,
+    metricsPort,
   };
 }
 

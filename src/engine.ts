@@ -29,6 +29,25 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
 }
 
+/** The backend calls the engine times for {@link EngineObserver.backendCall}. */
+export type BackendOp = 'fetch' | 'fetchMany' | 'renew';
+
+/**
+ * What the engine tells an observer as it works (the agent's metrics, sidecar/metrics.ts). Hooks are
+ * synchronous and optional; one that throws is ignored. They carry secret and provider names, times
+ * and SK_ERR codes, never a value or a ref.
+ */
+export interface EngineObserver {
+  /** A provider was created (its first use); e.g. to read its counters at scrape time. */
+  providerCreated?(name: string, provider: Provider): void;
+  /** One call to a provider ended: `fetch` (one source), `fetchMany` (a batch), `renew` (a lease). */
+  backendCall?(provider: string, op: BackendOp, seconds: number, error: ErrorCode | undefined): void;
+  /** A secret was fetched, rendered and written (unchanged content included). */
+  refreshed?(secret: string, at: number): void;
+  /** A secret failed to refresh during rotation; its last good file is kept. */
+  refreshFailed?(secret: string, code: ErrorCode, at: number): void;
+}
+
 export interface EngineOptions {
   readonly registry: ProviderRegistry;
   readonly log: Logger;
@@ -48,6 +67,8 @@ export interface EngineOptions {
   readonly timers?: Timers;
   /** Watch events arriving within this window are fetched together (default 20 ms). */
   readonly coalesceMs?: number;
+  /** Told about refreshes, failures and backend calls (metrics). */
+  readonly observer?: EngineObserver;
 }
 
 /** Renew a lease once this fraction of its TTL has passed. */
@@ -75,6 +96,8 @@ interface SecretState {
   bytes?: Buffer;
   version?: string;
   fetchedAt?: number;
+  /** When the content on disk last changed (or this process first wrote it). */
+  changedAt?: number;
   lease?: Lease;
   /** TTL of the lease as first granted by the fetch. */
   leaseBaseTtlMs?: number;
@@ -214,6 +237,7 @@ export class Engine {
         ...(st.version !== undefined ? { version: st.version } : {}),
         ...(st.bytes ? { fingerprint: fingerprint(st.bytes) } : {}),
         ...(st.fetchedAt !== undefined ? { fetchedAt: iso(st.fetchedAt)! } : {}),
+        ...(st.changedAt !== undefined ? { changedAt: iso(st.changedAt)! } : {}),
         ...(st.lastError ? { lastError: { ...st.lastError, at: iso(st.lastError.at)! } } : {}),
         ...(st.stale ? { stale: true } : {}),
         ...(st.lease
@@ -404,7 +428,9 @@ export class Engine {
 
   async #callRenew(secret: ResolvedSecret, provider: Provider, lease: Lease): Promise<Lease | undefined> {
     try {
-      const renewed = await provider.renew!(lease, this.#ctx(secret.ref.provider));
+      const renewed = await this.#timed(secret.ref.provider, 'renew', () =>
+        provider.renew!(lease, this.#ctx(secret.ref.provider)),
+      );
       this.#log.debug(
         { secretName: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs },
         'lease renewed',
@@ -423,6 +449,7 @@ export class Engine {
   }
 
   #commit(st: SecretState, o: Outcome & { ok: true }, at: number): void {
+    if (!st.bytes?.equals(o.bytes)) st.changedAt = at;
     st.bytes = o.bytes;
     st.version = o.result.version;
     st.fetchedAt = at;
@@ -436,6 +463,7 @@ export class Engine {
     st.lease = lease && lease.ttlMs > 0 ? lease : undefined;
     st.leaseBaseTtlMs = st.lease?.ttlMs;
     st.leaseFinal = st.lease ? !st.lease.renewable : undefined;
+    this.#observe((ob) => ob.refreshed?.(st.secret.name, at));
   }
 
   #fail(st: SecretState, err: SkError, at: number): void {
@@ -449,6 +477,7 @@ export class Engine {
       if (after > 0 && !this.#stopped)
         st.staleTimer = this.#timers.setTimeout(() => this.#onStale(st), Math.min(after, MAX_DELAY));
     }
+    this.#observe((ob) => ob.refreshFailed?.(secret.name, err.code, at));
     const delay = this.#backoff(st.failures);
     this.#log.warn(
       {
@@ -557,6 +586,8 @@ export class Engine {
     if (!p) {
       p = this.#opts.registry.get(name, `secrets.${secret.name}.ref`).create(this.#spec.backends);
       this.#providers.set(name, p);
+      const created = p;
+      this.#observe((ob) => ob.providerCreated?.(name, created));
     }
     return p;
   }
@@ -611,7 +642,7 @@ export class Engine {
       toValueSafeSkError(e, 'SK_ERR_INTERNAL', `${ref.raw}: ${name} provider`);
     if (provider.fetchMany && refs.length > 1) {
       try {
-        const results = await provider.fetchMany(refs, ctx);
+        const results = await this.#timed(name, 'fetchMany', () => provider.fetchMany!(refs, ctx));
         return refs.map(
           (ref, i) =>
             results[i] ??
@@ -621,7 +652,38 @@ export class Engine {
         return refs.map((ref) => wrap(e, ref));
       }
     }
-    return Promise.all(refs.map((ref) => provider.fetch(ref, ctx).catch((e: unknown) => wrap(e, ref))));
+    return Promise.all(
+      refs.map((ref) =>
+        this.#timed(name, 'fetch', () => provider.fetch(ref, ctx)).catch((e: unknown) => wrap(e, ref)),
+      ),
+    );
+  }
+
+  /** Run one provider call, telling the observer how long it took and whether it failed. */
+  async #timed<T>(provider: string, op: BackendOp, call: () => Promise<T>): Promise<T> {
+    const ob = this.#opts.observer;
+    if (!ob?.backendCall) return call();
+    const t0 = performance.now();
+    try {
+      const r = await call();
+      this.#observe((o) => o.backendCall?.(provider, op, (performance.now() - t0) / 1000, undefined));
+      return r;
+    } catch (e) {
+      const code = toSkError(e, 'SK_ERR_INTERNAL').code;
+      this.#observe((o) => o.backendCall?.(provider, op, (performance.now() - t0) / 1000, code));
+      throw e;
+    }
+  }
+
+  /** Call the observer; a failing hook never disturbs the engine. */
+  #observe(fn: (ob: EngineObserver) => void): void {
+    const ob = this.#opts.observer;
+    if (!ob) return;
+    try {
+      fn(ob);
+    } catch {
+      /* metrics must not break rotation */
+    }
   }
 
   #render(secret: ResolvedSecret, r: FetchResult | SkError | undefined): Outcome {

@@ -136,6 +136,11 @@ export const ERRORS = {
     status: 500,
   },
   SK_ERR_TLS: { summary: 'the TLS certificate or key cannot be loaded', kind: 'runtime', status: 500 },
+  SK_ERR_LISTEN: {
+    summary: "the agent's metrics and health listener cannot bind its address and port",
+    kind: 'runtime',
+    status: 500,
+  },
   SK_ERR_WEBHOOK_CONFIG: {
     summary: 'the webhook config file is missing, not YAML, or has a bad field',
     kind: 'input',

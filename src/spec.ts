@@ -92,6 +92,15 @@ export const specSchema = z
         mode: z.enum(['once', 'run']).optional(),
         /** File the app creates to make a long-running agent exit (for Jobs). */
         exitFile: z.string().optional(),
+        /** The HTTP listener for /metrics, /healthz and /readyz (long-running agent only); off when absent. */
+        metrics: z
+          .object({
+            port: z.number().int().min(1).max(65535),
+            /** Address to bind: default loopback; the webhook sets `0.0.0.0` so Prometheus and the kubelet reach it. */
+            address: z.union([z.ipv4(), z.ipv6()], 'must be an IPv4 or IPv6 address').optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -134,7 +143,12 @@ export interface ResolvedSpec {
   readonly maxStale: { readonly afterMs: number; readonly action: 'keep' | 'fail' };
   readonly onChange: OnChange;
   readonly debounceMs: number;
-  readonly agent: { readonly mode: 'once' | 'run'; readonly exitFile: string | undefined };
+  readonly agent: {
+    readonly mode: 'once' | 'run';
+    readonly exitFile: string | undefined;
+    /** The metrics/health listener; undefined = off. */
+    readonly metrics: { readonly port: number; readonly address: string } | undefined;
+  };
   readonly backends: Backends;
   /** Secrets in declaration order. */
   readonly secrets: readonly ResolvedSecret[];
@@ -150,6 +164,8 @@ export const DEFAULTS = Object.freeze({
   maxStaleAfterMs: 0,
   maxStaleAction: 'keep' as const,
   debounceMs: 200,
+  /** The metrics listener binds loopback unless the spec says otherwise. */
+  metricsAddress: '127.0.0.1',
 });
 
 export interface ResolveOptions {
@@ -316,7 +332,14 @@ export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSp
     },
     onChange: parseOnChange(s.onChange ?? 'none', w('onChange')),
     debounceMs: s.debounce === undefined ? DEFAULTS.debounceMs : parseDuration(s.debounce, w('debounce')),
-    agent: { mode: s.agent?.mode ?? 'run', exitFile: s.agent?.exitFile },
+    agent: {
+      mode: s.agent?.mode ?? 'run',
+      exitFile: s.agent?.exitFile,
+      metrics: s.agent?.metrics && {
+        port: s.agent.metrics.port,
+        address: s.agent.metrics.address ?? DEFAULTS.metricsAddress,
+      },
+    },
     backends: resolveBackends(s.backends, baseDir),
     secrets,
   };

@@ -76,6 +76,8 @@ export interface SecretStatus {
   readonly fingerprint?: string;
   /** ISO time the value on disk was fetched. */
   readonly fetchedAt?: string;
+  /** ISO time the file's content last changed (or this agent process first wrote it). */
+  readonly changedAt?: string;
   /** Set while the secret is failing to refresh; cleared by the next success. */
   readonly lastError?: StatusError;
   /** True once a failing secret has been failing for longer than max-stale (action keep). */

@@ -5,6 +5,9 @@ import { NAMES, type Plan, TOKEN_DIR } from './validate.js';
 /** The env var carrying the agent's spec (JSON, apiVersion sidekey.io/v1). */
 export const SPEC_ENV = 'SIDEKEY_SPEC';
 
+/** Name of the agent's metrics/health port (at most 15 characters); PodMonitors select it by name. */
+export const METRICS_PORT_NAME = 'sidekey-metrics';
+
 /**
  * A security context that passes the restricted Pod Security Standard on its own, whatever the pod
  * sets: non-root uid, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, and a
@@ -50,14 +53,24 @@ function base(name: string, args: string[], plan: Plan, d: ClusterDefaults): Con
 export function nativeSidecar(plan: Plan, d: ClusterDefaults): Container {
   return {
     ...base(NAMES.agent, [], plan, d),
+    ...metricsPorts(plan),
     restartPolicy: 'Always',
     startupProbe: {
-      exec: { command: [...d.agent.command, 'agent', '--probe'] },
+      // With the listener on, the kubelet asks it (no process per probe); else the probe command.
+      ...(plan.metricsPort !== undefined
+        ? { httpGet: { path: '/readyz', port: METRICS_PORT_NAME } }
+        : { exec: { command: [...d.agent.command, 'agent', '--probe'] } }),
       periodSeconds: 1,
       timeoutSeconds: 5,
       failureThreshold: 300,
     },
   };
+}
+
+/** The named container port of the long-running agent's listener, when it is on. */
+function metricsPorts(plan: Plan): Pick<Container, 'ports'> {
+  if (plan.metricsPort === undefined) return {};
+  return { ports: [{ name: METRICS_PORT_NAME, containerPort: plan.metricsPort, protocol: 'TCP' }] };
 }
 
 /** The init container of classic and init-only modes: fetch and write once, then exit. */
@@ -67,5 +80,5 @@ export function initAgent(plan: Plan, d: ClusterDefaults): Container {
 
 /** The classic sidecar (an app container) that keeps the files current after the init container. */
 export function classicSidecar(plan: Plan, d: ClusterDefaults): Container {
-  return base(NAMES.agent, [], plan, d);
+  return { ...base(NAMES.agent, [], plan, d), ...metricsPorts(plan) };
 }

@@ -13,6 +13,21 @@ import type { Plan } from './validate.js';
  * The agent goes first among the init containers, so the files exist before any other init container
  * or app container starts.
  */
+/**
+ * `prometheus.io/scrape|port|path` for the agent's listener, for Prometheus setups that discover pods by
+ * these conventional annotations. A pod can advertise one port this way: one that already sets
+ * `prometheus.io/scrape` (its app's metrics) keeps its own, and a PodMonitor scrapes the agent instead.
+ */
+function scrapeAnnotations(pod: Pod, plan: Plan, d: ClusterDefaults): Record<string, string> {
+  if (plan.metricsPort === undefined || !d.metrics.scrapeAnnotations) return {};
+  if (pod.metadata?.annotations?.['prometheus.io/scrape'] !== undefined) return {};
+  return {
+    'prometheus.io/scrape': 'true',
+    'prometheus.io/port': String(plan.metricsPort),
+    'prometheus.io/path': '/metrics',
+  };
+}
+
 export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
   const spec = pod.spec!;
   const volumes: Volume[] = [secretsVolume(plan)];
@@ -30,7 +45,11 @@ export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
     ...pod,
     metadata: {
       ...pod.metadata,
-      annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED },
+      annotations: {
+        ...pod.metadata?.annotations,
+        ...scrapeAnnotations(pod, plan, d),
+        [ANN_STATUS]: STATUS_INJECTED,
+      },
     },
     spec: {
       ...spec,

@@ -51,6 +51,7 @@ const AGENT_DEFAULTS = {
   runAsUser: 65532,
   runAsGroup: 65532,
   resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+  metrics: { port: 0, scrapeAnnotations: true },
 } as const;
 
 /** A Kubernetes version as written in the config or `--kube-version`: `1.30`, `v1.31.2`, `1.29.1-eks.2`. */
@@ -100,6 +101,18 @@ export const webhookConfigSchema = z
             requests: { ...AGENT_DEFAULTS.resources.requests },
             limits: { ...AGENT_DEFAULTS.resources.limits },
           }),
+        /**
+         * The agent's metrics and health listener when a pod sets no `sidekey.io/metrics-port`:
+         * `port` 0 = off. `scrapeAnnotations`: injected pods with the listener on get
+         * `prometheus.io/scrape|port|path` (unless the pod already has `prometheus.io/scrape`).
+         */
+        metrics: z
+          .object({
+            port: z.number().int().min(0).max(65535).default(AGENT_DEFAULTS.metrics.port),
+            scrapeAnnotations: z.boolean().default(AGENT_DEFAULTS.metrics.scrapeAnnotations),
+          })
+          .strict()
+          .default({ ...AGENT_DEFAULTS.metrics }),
       })
       .strict()
       .default(structuredClone(AGENT_DEFAULTS) as never),

@@ -15,6 +15,8 @@ export interface ClusterDefaults {
   readonly runAsUser: number;
   readonly runAsGroup: number;
   readonly agent: Pick<WebhookConfig['agent'], 'image' | 'imagePullPolicy' | 'command'>;
+  /** The agent's metrics listener: port 0 = off unless a pod sets `sidekey.io/metrics-port`. */
+  readonly metrics: WebhookConfig['agent']['metrics'];
 }
 
 /**
@@ -45,5 +47,6 @@ export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean):
       imagePullPolicy: config.agent.imagePullPolicy,
       command: config.agent.command,
     },
+    metrics: config.agent.metrics,
   });
 }

@@ -49,6 +49,14 @@ export interface Container {
   volumeMounts?: VolumeMount[];
   securityContext?: SecurityContext;
   restartPolicy?: string;
+  ports?: ContainerPort[];
+  [k: string]: unknown;
+}
+
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol?: string;
   [k: string]: unknown;
 }
 

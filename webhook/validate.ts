@@ -2,6 +2,7 @@ import {
   ANN_CONTAINERS,
   ANN_CPU_REQUEST,
   ANN_MEMORY_REQUEST,
+  ANN_METRICS_PORT,
   ANN_MODE,
   ANN_MOUNT_PATH,
   annotationsToSpec,
@@ -69,6 +70,8 @@ export interface Plan {
   readonly agentVolumes: readonly AgentVolume[];
   /** `sidekey.io/env-<name>` replacements: the app gets `<env>_FILE=<mountPath>/<file>`. */
   readonly envFiles: ReadonlyArray<{ readonly env: string; readonly path: string }>;
+  /** The long-running agent's metrics/health port on the pod IP; undefined = no listener. */
+  readonly metricsPort: number | undefined;
 }
 
 export interface ValidateDeps {
@@ -181,6 +184,15 @@ export function parseAndValidate(
   checkVolumesFree(pod, agentVolumes);
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
   if (mode === 'init-only') withTokens.agent ??= { mode: 'once' };
+  const metricsPort = planMetricsPort(
+    opts.metricsPort ?? defaults.metrics.port,
+    opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
+    mode,
+    containers,
+  );
+  // On the pod IP: Prometheus and the kubelet's probe connect from outside the pod.
+  if (metricsPort !== undefined)
+    withTokens.agent = { ...withTokens.agent, metrics: { port: metricsPort, address: '0.0.0.0' } };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
   const { secrets, ...settings } = withTokens;
   const finalSpec: SpecInput = { ...settings, secrets };
@@ -205,7 +217,31 @@ export function parseAndValidate(
     agentEnv,
     agentVolumes,
     envFiles,
+    metricsPort,
   };
+}
+
+/**
+ * The metrics port, or undefined when off (0) or in init-only mode (no long-running agent). A port an
+ * app container declares is refused: the agent's bind would fail inside the shared network namespace.
+ */
+function planMetricsPort(
+  port: number,
+  where: string,
+  mode: Plan['mode'],
+  containers: readonly Container[],
+): number | undefined {
+  if (port === 0 || mode === 'init-only') return undefined;
+  for (const c of containers) {
+    if ((c.ports ?? []).some((p) => p.containerPort === port && (p.protocol ?? 'TCP') === 'TCP')) {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_INVALID',
+        `${where}: port ${port} is already declared by container "${c.name}"; set ${ANN_METRICS_PORT} to another port`,
+        { where },
+      );
+    }
+  }
+  return port;
 }
 
 /**

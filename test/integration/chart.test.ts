@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { Certificate, Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
-import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { PodMonitor, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { parseWebhookConfig } from '../../webhook/config.js';
@@ -49,6 +49,7 @@ const CRD_MODELS: Record<string, new (o: K8sObject) => { validate(): void }> = {
   'cert-manager.io/v1/Certificate': Certificate as never,
   'cert-manager.io/v1/Issuer': Issuer as never,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor as never,
+  'monitoring.coreos.com/v1/PodMonitor': PodMonitor as never,
 };
 
 /** Validate every object offline; returns the per-object verdicts for assertions. */
@@ -374,6 +375,28 @@ describe('helm chart charts/sidekey', () => {
     });
     // Empty settings are left out, so the webhook's own defaults apply.
     expect(Object.keys(cfg.backends.vault ?? {})).not.toContain('namespace');
+  });
+
+  it("agent metrics: the listener's port and scrape annotations reach the webhook config; a PodMonitor scrapes sidekey-metrics", () => {
+    const objects = render(path.join(FIXTURES, 'agent-metrics.yaml'));
+    validate(objects, '1.37.0');
+    expect(configOf(objects).agent.metrics).toEqual({ port: 9102, scrapeAnnotations: false });
+    const pm = one(objects, 'PodMonitor');
+    expect(pm.metadata.labels.release).toBe('prometheus');
+    expect(pm.spec.namespaceSelector).toEqual({ matchNames: ['shop', 'payments'] });
+    expect(pm.spec.podMetricsEndpoints).toEqual([
+      { port: 'sidekey-metrics', path: '/metrics', scheme: 'http', interval: '15s' },
+    ]);
+    // Defaults: listener off, no PodMonitor.
+    const defaults = render(path.join(FIXTURES, 'defaults.yaml'));
+    expect(configOf(defaults).agent.metrics).toEqual({ port: 0, scrapeAnnotations: true });
+    expect(kinds(defaults)).not.toContain('PodMonitor');
+    // Without a namespace selector: every namespace.
+    const anyNs = path.join(tmp, 'pm-any.yaml');
+    writeFileSync(anyNs, 'metrics:\n  podMonitor:\n    enabled: true\n');
+    const pmAny = one(render(anyNs), 'PodMonitor');
+    expect(pmAny.spec.namespaceSelector).toEqual({ any: true });
+    expect(pmAny.spec.selector).toEqual({});
   });
 
   it('custom selectors: failurePolicy Ignore, opt-in namespaces, pod labels, extra CEL condition', () => {

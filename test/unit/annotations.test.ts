@@ -149,10 +149,24 @@ describe('parseInjectOptions', () => {
     ['sidekey.io/containers', 'App'],
     ['sidekey.io/containers', ' , '],
     ['sidekey.io/aws-role-arn', 'role/x'],
+    ['sidekey.io/metrics-port', 'http'],
+    ['sidekey.io/metrics-port', '65536'],
+    ['sidekey.io/metrics-port', '-1'],
   ])('%s=%s is refused naming the key', (k, v) => {
     const e = err(() => parseInjectOptions({ [k]: v }));
     expect(e.code).toBe('SK_ERR_ANNOTATION_INVALID');
     expect(e.where).toBe(k);
+  });
+});
+
+describe('sidekey.io/metrics-port', () => {
+  it('is a port, or 0 for off, and absent means the cluster default', () => {
+    expect(parseInjectOptions({ 'sidekey.io/metrics-port': ' 9102 ' }).metricsPort).toBe(9102);
+    expect(parseInjectOptions({ 'sidekey.io/metrics-port': '0' }).metricsPort).toBe(0);
+    expect(parseInjectOptions({}).metricsPort).toBeUndefined();
+    expect(err(() => parseInjectOptions({ 'sidekey.io/metrics-port': '65536' })).message).toBe(
+      'sidekey.io/metrics-port: "65536" is not a port between 1 and 65535 (or 0 for off)',
+    );
   });
 });
 

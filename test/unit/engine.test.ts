@@ -679,3 +679,77 @@ describe('Engine rotation', () => {
     expect(backend.closed).toBe(true);
   });
 });
+
+describe('Engine observer', () => {
+  it('reports provider creation, every timed backend call, refreshes and failures by code; status has changedAt', async () => {
+    backend.values.set('a', 'one');
+    backend.values.set('creds', 'user-1');
+    const events: string[] = [];
+    const providers: string[] = [];
+    const { engine } = makeEngine(
+      { refresh: '10s', jitter: 0, backoff: { initial: '1s' }, secrets: { a: { ref: 'fake:a' } } },
+      {
+        observer: {
+          providerCreated: (name, p) => void providers.push(`${name}:${p.name}`),
+          backendCall: (prov, op, seconds, code) => {
+            expect(seconds).toBeGreaterThanOrEqual(0);
+            events.push(`call ${prov} ${op} ${code ?? 'ok'}`);
+          },
+          refreshed: (secret, at) => void events.push(`ok ${secret} ${at - clock.now}`),
+          refreshFailed: (secret, code) => void events.push(`failed ${secret} ${code}`),
+        },
+      },
+    );
+    await engine.start();
+    expect(providers).toEqual(['fake:fake']);
+    const first = clock.now;
+    expect(events).toEqual(['call fake fetch ok', 'ok a 0']);
+    expect((await status()).secrets.a!.changedAt).toBe(new Date(first).toISOString());
+
+    // unchanged refresh: fetched again, changedAt stays
+    await clock.advance(10_000);
+    expect((await status()).secrets.a).toMatchObject({
+      changedAt: new Date(first).toISOString(),
+      fetchedAt: new Date(first + 10_000).toISOString(),
+    });
+    // an outage: the failure is reported with its code
+    backend.failing.add('a');
+    events.length = 0;
+    await clock.advance(10_000);
+    expect(events).toEqual([
+      'call fake fetch SK_ERR_BACKEND_UNAVAILABLE',
+      'failed a SK_ERR_BACKEND_UNAVAILABLE',
+    ]);
+    // recovery with a new value: changedAt moves
+    backend.failing.delete('a');
+    backend.values.set('a', 'two');
+    await clock.advance(1_000);
+    expect(events.at(-1)).toBe('ok a 0');
+    expect((await status()).secrets.a!.changedAt).toBe(new Date(clock.now).toISOString());
+  });
+
+  it('times lease renewals and a throwing hook never disturbs rotation', async () => {
+    backend.values.set('creds', 'user-1');
+    backend.lease = { ttlMs: 30_000, renewable: true };
+    backend.renewTtlMs = 30_000;
+    const ops: string[] = [];
+    const { engine } = makeEngine(
+      { secrets: { db: { ref: 'fake:creds' } } },
+      {
+        observer: {
+          backendCall: (_p, op) => {
+            ops.push(op);
+            throw new Error('hook bug');
+          },
+          refreshed: () => {
+            throw new Error('hook bug');
+          },
+        },
+      },
+    );
+    await engine.start();
+    await clock.advance(21_000);
+    expect(ops).toEqual(['fetch', 'renew']);
+    expect(await read('db')).toBe('user-1');
+  });
+});

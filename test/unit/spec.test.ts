@@ -29,7 +29,7 @@ describe('resolveSpec', () => {
     expect(r.maxStale).toEqual({ afterMs: 0, action: 'keep' });
     expect(r.onChange).toEqual({ type: 'none' });
     expect(r.debounceMs).toBe(200);
-    expect(r.agent).toEqual({ mode: 'run', exitFile: undefined });
+    expect(r.agent).toEqual({ mode: 'run', exitFile: undefined, metrics: undefined });
     expect(r.backends.file?.baseDir).toBe('/app');
     expect(r.secrets).toEqual([
       {
@@ -49,6 +49,23 @@ describe('resolveSpec', () => {
     expect(() => {
       (r.secrets as unknown as unknown[]).push(1);
     }).toThrow();
+  });
+
+  it('agent.metrics: loopback unless an address is given; port and address are checked', () => {
+    const with_ = (metrics: unknown) =>
+      resolveSpec(spec({ agent: { metrics }, secrets: { db: { ref: 'file:db' } } }), { baseDir: '/app' });
+    expect(with_({ port: 9102 }).agent.metrics).toEqual({ port: 9102, address: '127.0.0.1' });
+    expect(with_({ port: 9102, address: '0.0.0.0' }).agent.metrics).toEqual({
+      port: 9102,
+      address: '0.0.0.0',
+    });
+    expect(with_({ port: 9102, address: '::' }).agent.metrics).toEqual({ port: 9102, address: '::' });
+    expect(() => with_({ port: 0 })).toThrow(/SK_ERR_SPEC_INVALID|agent\.metrics\.port/);
+    expect(() => with_({ port: 70000 })).toThrow(/agent\.metrics\.port/);
+    expect(() => with_({ port: 9102, address: 'pod-ip' })).toThrow(
+      /agent\.metrics\.address: must be an IPv4 or IPv6/,
+    );
+    expect(() => with_({ port: 9102, path: '/m' })).toThrow(/unknown field\(s\) path/);
   });
 
   it('resolves every field', () => {
@@ -84,7 +101,7 @@ describe('resolveSpec', () => {
     expect(r.backoff).toEqual({ initialMs: 500, maxMs: 60_000 });
     expect(r.maxStale).toEqual({ afterMs: 600_000, action: 'fail' });
     expect(r.onChange).toEqual({ type: 'signal', signal: 'SIGHUP', process: 'nginx' });
-    expect(r.agent).toEqual({ mode: 'once', exitFile: '/tmp/done' });
+    expect(r.agent).toEqual({ mode: 'once', exitFile: '/tmp/done', metrics: undefined });
     expect(r.backends.file?.baseDir).toBe('/app/secrets');
     expect(r.backends.vault).toEqual({ addr: 'https://vault:8200', role: 'app' });
     const [db, tls] = r.secrets;

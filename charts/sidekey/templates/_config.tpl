@@ -23,7 +23,8 @@ backend settings are left out so that the webhook's own defaults apply.
     "mountPath" $agent.mountPath
     "runAsUser" $agent.runAsUser
     "runAsGroup" $agent.runAsGroup
-    "resources" $agent.resources)
+    "resources" $agent.resources
+    "metrics" $agent.metrics)
   "nativeSidecars" $agent.nativeSidecars
   "onInvalidAnnotations" .Values.onInvalidAnnotations
   "excludedNamespaces" (include "sidekey.excludedNamespaces" . | fromYamlArray)

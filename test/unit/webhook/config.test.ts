@@ -17,10 +17,24 @@ describe('webhook config', () => {
     expect(c.agent.mountPath).toBe('/run/sidekey');
     expect(c.agent.tmpfsSize).toBe('4Mi');
     expect(c.agent.refresh).toBe('5m');
+    expect(c.agent.metrics).toEqual({ port: 0, scrapeAnnotations: true });
     expect(c.onInvalidAnnotations).toBe('deny');
     expect(c.excluded).toEqual(['kube-system', 'kube-public', 'sidekey-system']);
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.agent.resources.requests)).toBe(true);
+  });
+
+  it('agent.metrics: a port (0 = off) and scrape annotations; a bad port names the field', () => {
+    expect(parseWebhookConfig({ agent: { metrics: { port: 9102 } } }).agent.metrics).toEqual({
+      port: 9102,
+      scrapeAnnotations: true,
+    });
+    expect(() => parseWebhookConfig({ agent: { metrics: { port: 70000 } } })).toThrow(
+      /SK_ERR_WEBHOOK_CONFIG|agent\.metrics\.port/,
+    );
+    expect(() => parseWebhookConfig({ agent: { metrics: { path: '/m' } } })).toThrow(
+      /unknown field\(s\) path/,
+    );
   });
 
   it('reads YAML and names the bad field', () => {

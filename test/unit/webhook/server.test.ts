@@ -215,3 +215,35 @@ describe('health and metrics', () => {
 
 // keep the shared helper imported for type checks of contexts built elsewhere
 void testContext;
+
+describe('webhook logs', () => {
+  it("carry pino's level as a string, through fastify's use of the logger too", async () => {
+    const { Writable } = await import('node:stream');
+    const { createLogger } = await import('../../../src/log.js');
+    let text = '';
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        text += c.toString();
+        cb();
+      },
+    });
+    const c = parseWebhookConfig({});
+    const a = buildApp(c, {
+      ctx: createPipelineContext(c, { nativeSidecars: true, registry: testRegistry() }),
+      logger: createLogger({ destination: sink, level: 'debug', name: 'sidekey-webhook' }),
+    });
+    apps.push(a);
+    await a.inject({ method: 'POST', url: '/mutate', payload: review(pod(OPTED)) });
+    await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      payload: review(pod({ 'sidekey.io/inject': 'true', 'sidekey.io/secert-db': 'x' })),
+    });
+    const lines = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: unknown });
+    expect(lines.length).toBeGreaterThan(1);
+    for (const l of lines) expect(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).toContain(l.level);
+  });
+});
