@@ -20,7 +20,11 @@ function syntaxErr(raw: string): SkError {
 describe('gcp: refs', () => {
   it('parses the full and the short form, latest by default', () => {
     const p = (raw: string) => parseGcpRef(parseRef(raw), 'x');
-    expect(p('gcp:projects/my-proj/secrets/db')).toEqual({ project: 'my-proj', secret: 'db', version: 'latest' });
+    expect(p('gcp:projects/my-proj/secrets/db')).toEqual({
+      project: 'my-proj',
+      secret: 'db',
+      version: 'latest',
+    });
     expect(p('gcp:projects/123456789012/secrets/db_pw-2/versions/7#password')).toEqual({
       project: '123456789012',
       secret: 'db_pw-2',
@@ -73,13 +77,20 @@ describe('CRC32C', () => {
 });
 
 describe('Retry-After', () => {
-  const answer = (headers: Record<string, string>, body = '') => ({ status: 429, headers, body: Buffer.from(body) });
+  const answer = (headers: Record<string, string>, body = '') => ({
+    status: 429,
+    headers,
+    body: Buffer.from(body),
+  });
   it('reads seconds, an HTTP date and a google.rpc.RetryInfo detail', () => {
     expect(retryAfterMs(answer({ 'retry-after': '3' }))).toBe(3000);
     const now = Date.parse('2026-01-01T00:00:00Z');
     expect(retryAfterMs(answer({ 'retry-after': 'Thu, 01 Jan 2026 00:00:05 GMT' }), now)).toBe(5000);
     const body = JSON.stringify({
-      error: { code: 429, details: [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '1.5s' }] },
+      error: {
+        code: 429,
+        details: [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '1.5s' }],
+      },
     });
     expect(retryAfterMs(answer({}, body))).toBe(1500);
     expect(retryAfterMs(answer({}, 'not json'))).toBeUndefined();
