@@ -49,13 +49,16 @@ function metadataProvider(emu: GcpEmulator, extra: Record<string, unknown> = {})
 
 describeProviderContract(
   'gcp (Secret Manager emulator)',
-  { nestedMaps: true, fetchMany: false, watch: false, unreadable: true },
+  { nestedMaps: true, fetchMany: false, watch: false, unreadable: true, faults: true },
   async () => {
     const emu = await startGcpEmulator({ metadataServiceAccount: GSA });
     emu.grant(`serviceAccount:${GSA}`, '*');
     const provider = metadataProvider(emu);
     return {
       provider,
+      fault: (kind, times) => emu.fault('access', kind, times),
+      clearFaults: () => emu.clearFaults(),
+      requests: () => emu.count('access'),
       async putString(name, value) {
         emu.addVersion(name, value);
         return `gcp:${name}`;
