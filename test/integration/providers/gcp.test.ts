@@ -178,6 +178,26 @@ describe('gcp provider against the emulator', () => {
     await other.close();
   });
 
+  it('an unknown project is SK_ERR_BACKEND_DENIED that says a missing project looks the same (IAM comes first)', async () => {
+    const p = metadataProvider(emu);
+    const e = await skErr(p.fetch(parseRef('gcp:projects/no-such-project/secrets/db'), ctx));
+    expect(e.code).toBe('SK_ERR_BACKEND_DENIED');
+    expect(e.message).toContain('gcp versions.access projects/no-such-project/secrets/db/versions/latest');
+    expect(e.message).toContain('does not exist');
+    await p.close();
+  });
+
+  it('auth: adc without a credentials file is SK_ERR_BACKEND_CONFIG naming the setting', async () => {
+    const p = new GcpProvider(
+      { project: emu.projectId, endpoint: emu.url, auth: 'adc' },
+      { env: { HOME: dir }, retry: fast },
+    );
+    const e = await skErr(p.fetch(parseRef('gcp:x'), ctx));
+    expect(e.code).toBe('SK_ERR_BACKEND_CONFIG');
+    expect(e.message).toMatch(/^gcp:x: backends\.gcp\.auth: adc, but no credentials file/);
+    await p.close();
+  });
+
   it('5xx and network resets are retried with backoff, then SK_ERR_BACKEND_UNAVAILABLE after 4 attempts', async () => {
     emu.addVersion('flaky', 'ok');
     const p = metadataProvider(emu);
