@@ -16,17 +16,18 @@ import {
   type TokenSource,
 } from './auth.js';
 import { crc32c } from './crc32c.js';
-import { type HttpAnswer, HttpClient, jsonBody } from './http.js';
-import { type GcpLocator, parseGcpRef } from './ref.js';
-import { GCP_MAX_ATTEMPTS, type RetryOptions, sendWithRetry } from './retry.js';
 import {
   GCP_DEFAULT_ENDPOINT,
   GCP_DEFAULT_IAM_CREDENTIALS,
   GCP_DEFAULT_METADATA_HOST,
   GCP_DEFAULT_STS,
+  GCP_TOKEN_PATH,
   type GcpSettings,
-  gcpSettingsSchema,
-} from './settings.js';
+  gcpSettings,
+} from './descriptor.js';
+import { type HttpAnswer, HttpClient, jsonBody } from './http.js';
+import { type GcpLocator, parseGcpRef } from './ref.js';
+import { GCP_MAX_ATTEMPTS, type RetryOptions, sendWithRetry } from './retry.js';
 
 /**
  * The `gcp:` provider: Google Cloud Secret Manager over its v1 REST API.
@@ -49,7 +50,7 @@ export const GCP_MAX_IN_FLIGHT = 8;
 /** Per-request timeout (default of `backends.gcp.timeout`). */
 export const GCP_TIMEOUT_MS = 10_000;
 /** Where the webhook mounts the projected token for federation. */
-export const GCP_DEFAULT_TOKEN_FILE = '/var/run/secrets/sidekey.io/serviceaccount/gcp-token';
+export const GCP_DEFAULT_TOKEN_FILE = `/var/run/secrets/sidekey.io/serviceaccount/${GCP_TOKEN_PATH}`;
 
 /** Test seams. */
 export interface GcpProviderOptions {
@@ -72,7 +73,7 @@ export class GcpProvider implements Provider {
   readonly stats = { requests: 0, byMethod: {} as Record<string, number> };
 
   constructor(settings: unknown, opts: GcpProviderOptions = {}) {
-    const parsed = gcpSettingsSchema.safeParse(settings ?? {});
+    const parsed = gcpSettings.safeParse(settings ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const where = ['backends', 'gcp', ...issue.path.map(String)].join('.');
