@@ -277,6 +277,22 @@ describe('gcp provider against the emulator', () => {
     await p.close();
   });
 
+  it('the token is refreshed before it expires (a third of its life left), without a 401', async () => {
+    const short = await startGcpEmulator({ metadataServiceAccount: GSA, tokenLifetimeSec: 6 });
+    short.grant(`serviceAccount:${GSA}`, '*');
+    short.addVersion('ttl', 'ok');
+    const p = metadataProvider(short);
+    await p.fetch(parseRef('gcp:ttl'), ctx);
+    await p.fetch(parseRef('gcp:ttl'), ctx);
+    expect(p.tokensFetched).toBe(1);
+    await new Promise((r) => setTimeout(r, 4500)); // < 2 s (a third) of the 6 s left
+    await p.fetch(parseRef('gcp:ttl'), ctx);
+    expect(p.tokensFetched).toBe(2);
+    expect(short.log.filter((l) => l.route === 'access').length).toBe(3); // no 401 and retry
+    await p.close();
+    await short.close();
+  });
+
   it('short refs take the project from the metadata server when no setting names one', async () => {
     emu.addVersion('short', 'ok');
     const p = new GcpProvider({ endpoint: emu.url, metadataHost: emu.host }, { env: {}, retry: fast });
@@ -333,6 +349,22 @@ describe('gcp provider against the emulator', () => {
       // a secret not granted to it
       emu.addVersion('fed-other', CANARY);
       expect((await skErr(p.fetch(parseRef('gcp:fed-other'), ctx))).code).toBe('SK_ERR_BACKEND_DENIED');
+      await p.close();
+    });
+
+    it('re-reads the projected token file at each exchange (the kubelet rotates it)', async () => {
+      const tokenFile = path.join(dir, 'rotating');
+      writeFileSync(tokenFile, emu.mintK8sToken({ sub: SUB }));
+      emu.addVersion('rotating', 'ok');
+      emu.grant(emu.federatedPrincipal(SUB), 'rotating');
+      emu.grant(emu.federatedPrincipal('system:serviceaccount:shop:next'), 'rotating');
+      const p = fed({ audience: emu.providerName, tokenFile });
+      await p.fetch(parseRef('gcp:rotating'), ctx);
+      expect(emu.log.at(-1)!.principal).toBe(emu.federatedPrincipal(SUB));
+      writeFileSync(tokenFile, emu.mintK8sToken({ sub: 'system:serviceaccount:shop:next' }));
+      emu.revokeTokens(); // the next read gets 401, and a new exchange reads the new file
+      await p.fetch(parseRef('gcp:rotating'), ctx);
+      expect(emu.log.at(-1)!.principal).toBe(emu.federatedPrincipal('system:serviceaccount:shop:next'));
       await p.close();
     });
 
