@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { awsBackend } from './aws/descriptor.js';
 import type { AnnotationRow, BackendDescriptor } from './backend.js';
 import { fileBackend } from './file/descriptor.js';
+import { gcpBackend } from './gcp/descriptor.js';
 import { k8sBackend } from './k8s/descriptor.js';
 import { vaultBackend } from './vault/descriptor.js';
 
@@ -18,6 +19,7 @@ export const BACKENDS = [
   vaultBackend,
   k8sBackend,
   awsBackend,
+  gcpBackend,
 ] as const satisfies readonly BackendDescriptor[];
 
 type Builtin = (typeof BACKENDS)[number];

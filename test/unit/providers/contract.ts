@@ -33,8 +33,21 @@ export interface ProviderHarness {
   putUnreadable?(name: string, content: string): Promise<string>;
   /** Logs collected from the provider context, checked for the canary. */
   readonly logs?: string[];
+  /**
+   * Make the backend's next `times` reads fail this way (only if {@link ContractFeatures.faults}):
+   * `denied` (the identity may not read), `unavailable` (5xx), `throttled` (429), `garbage` (a 200
+   * whose body is not the API's answer). For backends whose test server is an emulator that injects
+   * faults; a real server that cannot is left out.
+   */
+  fault?(kind: ContractFault, times: number): void | Promise<void>;
+  /** Drop the faults not consumed yet. */
+  clearFaults?(): void | Promise<void>;
+  /** Reads that reached the backend so far (every attempt), if the harness can count them. */
+  requests?(): number;
   close(): Promise<void>;
 }
+
+export type ContractFault = 'denied' | 'unavailable' | 'throttled' | 'garbage';
 
 /** What the backend can do; the matching cases are added (and the provider must then implement them). */
 export interface ContractFeatures {
@@ -48,6 +61,8 @@ export interface ContractFeatures {
   unreadable: boolean;
   /** How long to wait for a watch notification (ms). */
   watchTimeoutMs?: number;
+  /** The harness implements `fault` and `clearFaults`: denied, unavailable, throttled, garbage cases are added. */
+  faults?: boolean;
 }
 
 /** A ProviderContext whose logger records every line (as JSON) into `lines`. */
@@ -178,6 +193,50 @@ export function describeProviderContract(
         expect(err.code).toBe('SK_ERR_SOURCE_UNREADABLE');
         expect(err.message).toContain(parseRef(ref).raw);
         expectNoCanary(err);
+      });
+    }
+
+    if (features.faults) {
+      it('a denied read is SK_ERR_BACKEND_DENIED naming the ref, without the value', async () => {
+        const ref = await h.putString(uniq('denied'), CANARY);
+        await h.fault!('denied', 1);
+        const err = await catchSkAsync(() => fetch(ref));
+        expect(err.code).toBe('SK_ERR_BACKEND_DENIED');
+        expect(err.message).toContain(parseRef(ref).raw);
+        expectNoCanary(err);
+        await h.clearFaults!();
+        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(CANARY);
+      });
+
+      it('an unavailable backend is SK_ERR_BACKEND_UNAVAILABLE naming the ref; reads work again after', async () => {
+        const ref = await h.putString(uniq('unavail'), CANARY);
+        await h.fault!('unavailable', 1000);
+        const err = await catchSkAsync(() => fetch(ref));
+        expect(err.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
+        expect(err.message).toContain(parseRef(ref).raw);
+        expectNoCanary(err);
+        await h.clearFaults!();
+        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(CANARY);
+      });
+
+      it('a throttled read (429) is retried and succeeds', async () => {
+        const ref = await h.putString(uniq('throttled'), `t-${CANARY}`);
+        await fetch(ref); // credentials in hand: the count below is reads only
+        const before = h.requests?.();
+        await h.fault!('throttled', 1);
+        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(`t-${CANARY}`);
+        if (before !== undefined) expect(h.requests!() - before).toBe(2);
+        await h.clearFaults!();
+      });
+
+      it('a garbage answer is SK_ERR_BACKEND_RESPONSE naming the ref', async () => {
+        const ref = await h.putString(uniq('garbage'), CANARY);
+        await h.fault!('garbage', 1);
+        const err = await catchSkAsync(() => fetch(ref));
+        expect(err.code).toBe('SK_ERR_BACKEND_RESPONSE');
+        expect(err.message).toContain(parseRef(ref).raw);
+        expectNoCanary(err);
+        await h.clearFaults!();
       });
     }
 

@@ -283,7 +283,7 @@ describe('pipeline properties', () => {
     { key: (s) => `sidekey.io/secret-${s}`, value: 'nope-no-colon', code: 'SK_ERR_REF_SYNTAX' },
     {
       key: (s) => `sidekey.io/secret-${s}`,
-      value: 'gcp:projects/x/secrets/y',
+      value: 'nosuch:projects/x/secrets/y',
       code: 'SK_ERR_PROVIDER_UNKNOWN',
     },
     { key: () => 'sidekey.io/format-undeclared', value: 'json', code: 'SK_ERR_ANNOTATION_INVALID' },
