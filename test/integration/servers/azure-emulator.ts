@@ -93,10 +93,14 @@ export interface AzureEmulator {
   fault(fault: Fault, times?: number): void;
   /** The next `times` token requests answer with `fault`. */
   tokenFault(fault: Fault, times?: number): void;
+  /** Drop the faults not yet used. */
+  clearFaults(): void;
   /** Accept this projected token as a client assertion (the federated identity credential). */
   trustAssertion(assertion: string): void;
   /** Forget issued tokens (as if revoked): the next Key Vault read with one gets a 401. */
   revokeTokens(): void;
+  /** Challenge with this resource instead of the vault's domain (a misdirected or hostile endpoint). */
+  challengeResource(resource: string | undefined): void;
   stop(): Promise<void>;
 }
 
@@ -145,6 +149,7 @@ export async function startAzureEmulator(opts: AzureEmulatorOptions = {}): Promi
   const assertions: string[] = [];
   const issued: string[] = [];
   let port = 0;
+  let resourceOverride: string | undefined;
 
   const takeFault = (q: Array<{ fault: Fault; times: number }>): Fault | undefined => {
     const f = q[0];
@@ -262,7 +267,8 @@ export async function startAzureEmulator(opts: AzureEmulatorOptions = {}): Promi
       // ---- Key Vault ----
       const secretPath = /^\/secrets\/([^/]+)(?:\/([^/]*))?\/?$/.exec(url.pathname);
       const isIp = /^\d+\.\d+\.\d+\.\d+$/.test(hostname);
-      const resource = isIp ? `https://${hostname}` : `https://${hostname.split('.').slice(1).join('.')}`;
+      const resource =
+        resourceOverride ?? (isIp ? `https://${hostname}` : `https://${hostname.split('.').slice(1).join('.')}`);
       const challenge = {
         'www-authenticate': `Bearer authorization="https://127.0.0.1:${port}/${tenantId}", resource="${resource}"`,
       };
@@ -389,11 +395,18 @@ export async function startAzureEmulator(opts: AzureEmulatorOptions = {}): Promi
     tokenFault(fault, times = 1) {
       tokenFaults.push({ fault, times });
     },
+    clearFaults() {
+      faults.length = 0;
+      tokenFaults.length = 0;
+    },
     trustAssertion(a) {
       trusted.add(a);
     },
     revokeTokens() {
       tokens.clear();
+    },
+    challengeResource(r) {
+      resourceOverride = r;
     },
     stop: () =>
       new Promise<void>((r) => {
