@@ -1,0 +1,118 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCa } from '../../e2e/harness/pki.ts';
+import { CANARY, runCli, spawnCli, waitFor } from '../../helpers/cli.ts';
+import { type AzureEmulator, startAzureEmulator } from '../servers/azure-emulator.ts';
+
+// The real CLI bundle (`node bin/sidekey.js agent`) with azure: refs, against the Key Vault / Entra
+// emulator on loopback: configured only as the AKS workload-identity webhook configures a pod (the
+// AZURE_* environment and the projected token file), trusting the emulator's CA with
+// NODE_EXTRA_CA_CERTS. Refs use the vault URL form, which needs no DNS name for the vault.
+
+let emu: AzureEmulator;
+let dir: string;
+let env: Record<string, string>;
+const PROJECTED = 'eyJhbGciOiJSUzI1NiJ9.agent-projected-token.sig';
+
+beforeAll(async () => {
+  emu = await startAzureEmulator();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'sidekey-azure-agent-'));
+  writeFileSync(path.join(dir, 'ca.pem'), emu.ca);
+  writeFileSync(path.join(dir, 'azure-identity-token'), PROJECTED);
+  emu.trustAssertion(PROJECTED);
+  env = {
+    NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.pem'),
+    AZURE_CLIENT_ID: emu.clientId,
+    AZURE_TENANT_ID: emu.tenantId,
+    AZURE_FEDERATED_TOKEN_FILE: path.join(dir, 'azure-identity-token'),
+    AZURE_AUTHORITY_HOST: emu.authorityHost,
+  };
+  emu.setSecret('db', JSON.stringify({ user: 'app', password: CANARY }));
+  emu.setSecret('api-key', `k1-${CANARY}`);
+  const ca = await createCa('CN=agent-test-ca');
+  const leaf = await ca.sign({ subject: 'CN=app.example', dns: ['app.example'], usage: 'server' });
+  emu.setSecret('tls', `${leaf.keyPem}${leaf.certPem}${ca.certPem}`, {
+    contentType: 'application/x-pem-file',
+  });
+});
+afterAll(async () => {
+  await emu?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function spec(refresh: string, extra = ''): string {
+  const v = emu.ipVaultUrl;
+  return `apiVersion: sidekey.io/v1
+kind: SecretSpec
+output:
+  dir: ./out
+refresh: ${refresh}
+secrets:
+  db-password:
+    ref: azure:${v}/secrets/db#password
+  api-key:
+    ref: azure:${v}/secrets/api-key
+  tls.key:
+    ref: azure:${v}/secrets/tls#key
+  tls.crt:
+    ref: azure:${v}/secrets/tls#chain
+${extra}`;
+}
+
+const out = (f: string) => readFileSync(path.join(dir, 'out', f), 'utf8');
+
+describe('sidekey agent with azure: refs against the Key Vault emulator', () => {
+  it('agent --once renders every file and exits 0, printing no value or token', async () => {
+    writeFileSync(path.join(dir, 'sidekey.yaml'), spec('5m'));
+    const r = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], { cwd: dir, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(out('db-password')).toBe(CANARY);
+    expect(out('api-key')).toBe(`k1-${CANARY}`);
+    expect(out('tls.key')).toContain('BEGIN PRIVATE KEY');
+    expect(out('tls.crt').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    const printed = r.stdout + r.stderr;
+    expect(printed).not.toContain(CANARY);
+    expect(printed).not.toContain(PROJECTED);
+    for (const t of emu.issued) expect(printed).not.toContain(t);
+    expect(emu.assertions.at(-1)).toBe(PROJECTED);
+  });
+
+  it('agent --once fails with one typed line naming the ref for a disabled secret', async () => {
+    emu.setSecret('retired', CANARY);
+    emu.disable('retired');
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-azure-agent-bad-'));
+    const ref = `azure:${emu.ipVaultUrl}/secrets/retired`;
+    writeFileSync(path.join(d, 'sidekey.yaml'), spec('5m', `  retired:\n    ref: ${ref}\n`));
+    const r = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], { cwd: d, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SK_ERR_SOURCE_UNREADABLE');
+    expect(r.stderr).toContain(ref);
+    expect(r.stderr).toContain('disabled');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+    rmSync(d, { recursive: true, force: true });
+  });
+
+  it('a long-running agent picks up a new secret version, and keeps the last good files while Key Vault fails', async () => {
+    writeFileSync(path.join(dir, 'sidekey.yaml'), spec('1s'));
+    const agent = spawnCli(['agent', '-c', 'sidekey.yaml'], { cwd: dir, env });
+    try {
+      await agent.waitForOutput('ready: first complete write done', 30_000);
+      expect(out('api-key')).toBe(`k1-${CANARY}`);
+      // Key Vault unavailable for a while: the files stay as they were
+      emu.fault({ status: 503 }, 8);
+      await waitFor(() => emu.requests.filter((q) => q.status === 503).length >= 4, 15_000, 100);
+      expect(out('api-key')).toBe(`k1-${CANARY}`);
+      emu.clearFaults();
+      // rotation: a new version
+      emu.setSecret('api-key', `k2-${CANARY}`);
+      await waitFor(() => out('api-key') === `k2-${CANARY}`, 20_000, 100);
+      expect(out('db-password')).toBe(CANARY);
+    } finally {
+      const r = await agent.stop('SIGTERM');
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).not.toContain(CANARY);
+    }
+  });
+});
