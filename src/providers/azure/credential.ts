@@ -190,7 +190,7 @@ export class WorkloadIdentitySource extends CachingSource {
 /**
  * Off the cluster: `DefaultAzureCredential` from @azure/identity (environment, workload identity,
  * managed identity, Azure CLI, Azure Developer CLI, Azure PowerShell), loaded only when it is used:
- * MSAL would add ~4 MiB and ~200 ms to an agent that does not need it.
+ * with MSAL it would add 3.5 MiB (bundled) and hundreds of ms of start-up to every agent otherwise.
  */
 export class DefaultCredentialSource extends CachingSource {
   readonly describe = 'DefaultAzureCredential';
