@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCa } from '../../e2e/harness/pki.ts';
 import { CANARY, runCli, spawnCli, waitFor } from '../../helpers/cli.ts';
@@ -36,6 +37,20 @@ beforeAll(async () => {
   emu.setSecret('tls', `${leaf.keyPem}${leaf.certPem}${ca.certPem}`, {
     contentType: 'application/x-pem-file',
   });
+  // a PKCS#12 certificate secret as Key Vault keeps one (no password): node-forge, lazily loaded in the bundle
+  const keys = forge.pki.rsa.generateKeyPair(2048);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = '02';
+  cert.validity.notBefore = new Date();
+  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
+  cert.setSubject([{ name: 'commonName', value: 'p12.example' }]);
+  cert.setIssuer([{ name: 'commonName', value: 'p12.example' }]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  const p12 = forge.pkcs12.toPkcs12Asn1(keys.privateKey, [cert], '', { algorithm: '3des' });
+  emu.setSecret('p12', Buffer.from(forge.asn1.toDer(p12).getBytes(), 'binary').toString('base64'), {
+    contentType: 'application/x-pkcs12',
+  });
 });
 afterAll(async () => {
   await emu?.stop();
@@ -58,6 +73,8 @@ secrets:
     ref: azure:${v}/secrets/tls#key
   tls.crt:
     ref: azure:${v}/secrets/tls#chain
+  p12.key:
+    ref: azure:${v}/secrets/p12#key
 ${extra}`;
 }
 
@@ -72,6 +89,7 @@ describe('sidekey agent with azure: refs against the Key Vault emulator', () => 
     expect(out('api-key')).toBe(`k1-${CANARY}`);
     expect(out('tls.key')).toContain('BEGIN PRIVATE KEY');
     expect(out('tls.crt').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(out('p12.key')).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
     const printed = r.stdout + r.stderr;
     expect(printed).not.toContain(CANARY);
     expect(printed).not.toContain(PROJECTED);
