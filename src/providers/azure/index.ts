@@ -13,8 +13,8 @@ import { AZURE_CLOUDS, type AzureSettings, azureSettingsSchema } from './setting
 
 /**
  * The `azure:` provider (Azure Key Vault): `azure:<vault-name>/<secret>[/<version>][#key]`, or
- * `azure:https://<vault-host>/secrets/<secret>[/<version>][#key]` for sovereign clouds and private
- * endpoints. See docs/backends.md ("Azure Key Vault").
+ * `azure:https://<vault-host>/secrets/<secret>[/<version>][#key]` for sovereign clouds and other
+ * vault hosts. See docs/backends.md ("Azure Key Vault").
  *
  * - Auth: AKS Workload Identity (the projected token in AZURE_FEDERATED_TOKEN_FILE exchanged at Entra
  *   for a Key Vault token), else DefaultAzureCredential (laptop: Azure CLI and friends).

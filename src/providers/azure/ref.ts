@@ -2,7 +2,7 @@ import { refSyntaxError, type SecretRef } from '../../refs.js';
 
 /**
  * `azure:` ref syntax (no I/O): `azure:<vault-name>/<secret>[/<version>][#key]`, or a full secret URL
- * for sovereign clouds and private endpoints: `azure:https://<vault-host>/secrets/<secret>[/<version>]`.
+ * for sovereign clouds and other vault hosts: `azure:https://<vault-host>/secrets/<secret>[/<version>]`.
  */
 export interface AzureLocator {
   /** The vault name (`myvault`) for the short form, undefined for the URL form. */
