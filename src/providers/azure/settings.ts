@@ -21,6 +21,8 @@ export const azureSettingsSchema = z
     authorityHost: z.string().optional(),
     /** The projected service-account token to exchange; else AZURE_FEDERATED_TOKEN_FILE. */
     tokenFile: z.string().optional(),
+    /** Audience of the projected token the webhook mounts (default api://AzureADTokenExchange). */
+    audience: z.string().optional(),
   })
   .strict();
 
