@@ -5,6 +5,7 @@ import { Limiter } from '../limit.js';
 import type { FetchResult, Provider, ProviderContext, ProviderFactory, SecretValue } from '../types.js';
 import { fromPem, fromPkcs12, PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE } from './cert.js';
 import { DefaultCredentialSource, type TokenSource, WorkloadIdentitySource } from './credential.js';
+import { azureBackend } from './descriptor.js';
 import { AzureFailure } from './failure.js';
 import { Https, type HttpsOptions, type RetryPolicy } from './http.js';
 import { KeyVaultClient } from './keyvault.js';
@@ -34,12 +35,9 @@ export const AZURE_REQUEST_TIMEOUT_MS = 10_000;
 
 export const azureProvider: ProviderFactory = {
   name: 'azure',
-  validateRef(ref: SecretRef, where: string): void {
-    parseAzureLocator(ref, where);
-  },
+  validateRef: azureBackend.validateRef,
   create(backends: Backends): Provider {
-    const raw = (backends as { azure?: unknown }).azure;
-    return new AzureProvider(raw === undefined ? {} : (raw as AzureSettings));
+    return new AzureProvider(backends.azure ?? {});
   },
 };
 
