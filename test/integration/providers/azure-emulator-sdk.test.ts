@@ -60,10 +60,10 @@ describe('Key Vault emulator, driven by the Azure SDK', () => {
     const seen = emu.requests.slice(before);
     // challenge first (no bearer), MSAL's tenant metadata, the token request, the read with the bearer
     expect(seen.map((r) => `${r.method} ${r.path} ${r.auth}:${r.status}`)).toEqual([
-      'GET /secrets/sdk-app none:401',
+      'GET /secrets/sdk-app/ none:401', // the SDK asks for the current version as an empty version segment
       `GET /${emu.tenantId}/v2.0/.well-known/openid-configuration none:200`,
       `POST /${emu.tenantId}/oauth2/v2.0/token token:200`,
-      'GET /secrets/sdk-app issued:200',
+      'GET /secrets/sdk-app/ issued:200',
     ]);
     expect(emu.assertions.at(-1)).toBe(PROJECTED);
   });
