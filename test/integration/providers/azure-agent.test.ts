@@ -97,6 +97,33 @@ describe('sidekey agent with azure: refs against the Key Vault emulator', () => 
     expect(emu.assertions.at(-1)).toBe(PROJECTED);
   });
 
+  it('agent --once with the workload identity in the spec (backends.azure) instead of the environment', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-azure-agent-spec-'));
+    const backends = `backends:
+  azure:
+    tenantId: ${emu.tenantId}
+    clientId: ${emu.clientId}
+    authorityHost: ${emu.authorityHost}
+    tokenFile: ${path.join(dir, 'azure-identity-token')}
+`;
+    writeFileSync(path.join(d, 'sidekey.yaml'), spec('5m').replace('secrets:\n', `${backends}secrets:\n`));
+    const r = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], {
+      cwd: d,
+      env: { NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(path.join(d, 'out', 'db-password'), 'utf8')).toBe(CANARY);
+    // a setting of the wrong shape is refused when the spec loads, naming the field
+    writeFileSync(
+      path.join(d, 'sidekey.yaml'),
+      spec('5m').replace('secrets:\n', 'backends:\n  azure:\n    cloud: mars\nsecrets:\n'),
+    );
+    const bad = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], { cwd: d, env: {} });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('backends.azure.cloud');
+    rmSync(d, { recursive: true, force: true });
+  });
+
   it('agent --once fails with one typed line naming the ref for a disabled secret', async () => {
     emu.setSecret('retired', CANARY);
     emu.disable('retired');
