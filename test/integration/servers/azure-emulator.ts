@@ -268,7 +268,8 @@ export async function startAzureEmulator(opts: AzureEmulatorOptions = {}): Promi
       const secretPath = /^\/secrets\/([^/]+)(?:\/([^/]*))?\/?$/.exec(url.pathname);
       const isIp = /^\d+\.\d+\.\d+\.\d+$/.test(hostname);
       const resource =
-        resourceOverride ?? (isIp ? `https://${hostname}` : `https://${hostname.split('.').slice(1).join('.')}`);
+        resourceOverride ??
+        (isIp ? `https://${hostname}` : `https://${hostname.split('.').slice(1).join('.')}`);
       const challenge = {
         'www-authenticate': `Bearer authorization="https://127.0.0.1:${port}/${tenantId}", resource="${resource}"`,
       };
