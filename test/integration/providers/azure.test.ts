@@ -161,6 +161,22 @@ describe('azure provider against the Key Vault emulator', () => {
     await p.close();
   });
 
+  it('50 reads at once: one challenge and one token exchange between them', async () => {
+    const p = provider();
+    for (let i = 0; i < 50; i++) s.emu.setSecret(`many-${i}`, `v${i}`);
+    const before = s.emu.requests.length;
+    const exchanges = s.emu.assertions.length;
+    const rs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => p.fetch(parseRef(ref(`many-${i}`)), ctx)),
+    );
+    expect(rs.map((r) => text(r.value))).toEqual(Array.from({ length: 50 }, (_, i) => `v${i}`));
+    const seen = s.emu.requests.slice(before);
+    expect(seen.filter((r) => r.auth === 'none')).toHaveLength(1);
+    expect(s.emu.assertions.length - exchanges).toBe(1);
+    expect(seen.filter((r) => r.auth === 'issued')).toHaveLength(50);
+    await p.close();
+  });
+
   it('takes the workload identity from the AZURE_* environment (as the webhook sets it), URL-form refs', async () => {
     const p = new AzureProvider(
       {},
