@@ -47,8 +47,6 @@ export interface AzureProviderOptions {
   /** TLS trust and name resolution for loopback emulators. */
   http?: Partial<Pick<HttpsOptions, 'ca' | 'lookup' | 'timeoutMs'>>;
   retry?: Partial<RetryPolicy>;
-  /** Use this token source instead of the one the settings and environment select. */
-  tokens?: TokenSource;
 }
 
 const GUIDISH = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -84,7 +82,7 @@ export class AzureProvider implements Provider {
       maxRetryAfterMs: AZURE_MAX_RETRY_AFTER_MS,
       ...opts.retry,
     };
-    this.tokens = opts.tokens ?? selectTokens(s, env, cloud.authorityHost, this.#http, retry);
+    this.tokens = selectTokens(s, env, cloud.authorityHost, this.#http, retry);
     this.#kv = new KeyVaultClient(this.#http, this.tokens, retry);
   }
 
