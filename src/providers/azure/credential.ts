@@ -12,7 +12,7 @@ export interface TokenSource {
 
 interface Cached {
   readonly token: string;
-  /** Refresh after this (epoch ms): 5 minutes before expiry, or half the lifetime for short tokens. */
+  /** Refresh after this (epoch ms): half the lifetime, or 5 minutes before expiry if that is sooner. */
   readonly refreshAt: number;
 }
 
