@@ -177,6 +177,24 @@ describe('azure provider against the Key Vault emulator', () => {
     await p.close();
   });
 
+  it('a short-lived access token is not reused past 5 minutes before its expiry', async () => {
+    const short = await startAzureEmulator({ tokenLifetimeSec: 240 });
+    short.trustAssertion(PROJECTED);
+    short.setSecret('x', 'v');
+    const p = new AzureProvider(
+      { ...s.settings, vaultSuffix: `${short.suffix}:${short.port}`, authorityHost: short.authorityHost },
+      { http: { ca: short.ca, lookup: short.lookup }, retry: { baseMs: 5 } },
+    );
+    try {
+      await p.fetch(parseRef(`azure:${short.vaultName}/x`), ctx);
+      await p.fetch(parseRef(`azure:${short.vaultName}/x`), ctx);
+      expect(short.assertions).toHaveLength(2); // a 4-minute token is already inside the 5-minute margin
+    } finally {
+      await p.close();
+      await short.stop();
+    }
+  });
+
   it('takes the workload identity from the AZURE_* environment (as the webhook sets it), URL-form refs', async () => {
     const p = new AzureProvider(
       {},
