@@ -124,6 +124,49 @@ describe('sidekey agent with azure: refs against the Key Vault emulator', () => 
     rmSync(d, { recursive: true, force: true });
   });
 
+  it('off the cluster (no token file): DefaultAzureCredential, here its Azure CLI credential, loaded on use', async () => {
+    // A stand-in for the developer's `az` (none is installed here): it answers `az account
+    // get-access-token` as the Azure CLI does, with a token the emulated Entra issued.
+    const d = mkdtempSync(path.join(os.tmpdir(), 'sidekey-azure-agent-cli-'));
+    const token = emu.issueToken();
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    writeFileSync(
+      path.join(d, 'az'),
+      `#!/bin/sh\necho "$@" > "${path.join(d, 'az-args')}"\nprintf '{"accessToken":"${token}","expires_on":${exp},"tokenType":"Bearer"}'\n`,
+      { mode: 0o755 },
+    );
+    writeFileSync(path.join(d, 'sidekey.yaml'), spec('5m'));
+    const r = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], {
+      cwd: d,
+      env: {
+        NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS,
+        PATH: `${d}:${process.env.PATH}`,
+        AZURE_TOKEN_CREDENTIALS: 'AzureCliCredential', // only the CLI: no managed-identity probe
+      },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(path.join(d, 'out', 'api-key'), 'utf8')).toBe(`k1-${CANARY}`);
+    // the resource is the one the vault's challenge named
+    expect(readFileSync(path.join(d, 'az-args'), 'utf8')).toContain('--resource https://127.0.0.1');
+    expect(r.stdout + r.stderr).not.toContain(token);
+    // no credential at all: one SK_ERR_BACKEND_AUTH line naming the ref and what to do
+    const none = await runCli(['agent', '--once', '-c', 'sidekey.yaml'], {
+      cwd: d,
+      env: {
+        NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS,
+        PATH: path.join(d, 'empty'),
+        AZURE_TOKEN_CREDENTIALS: 'AzureCliCredential',
+      },
+    });
+    expect(none.code).toBe(1);
+    const line = none.stderr.split('\n').find((l) => l.startsWith('SK_ERR_'));
+    expect(line).toMatch(
+      /^SK_ERR_BACKEND_AUTH: azure:https:\/\/127\.0\.0\.1:\d+\/secrets\/\S+: azure token request/,
+    );
+    expect(line).toContain('az login');
+    rmSync(d, { recursive: true, force: true });
+  });
+
   it('agent --once fails with one typed line naming the ref for a disabled secret', async () => {
     emu.setSecret('retired', CANARY);
     emu.disable('retired');

@@ -97,6 +97,8 @@ export interface AzureEmulator {
   clearFaults(): void;
   /** Accept this projected token as a client assertion (the federated identity credential). */
   trustAssertion(assertion: string): void;
+  /** An access token as Entra would have issued it to another client (a developer's `az login`). */
+  issueToken(): string;
   /** Forget issued tokens (as if revoked): the next Key Vault read with one gets a 401. */
   revokeTokens(): void;
   /** Challenge with this resource instead of the vault's domain (a misdirected or hostile endpoint). */
@@ -402,6 +404,12 @@ export async function startAzureEmulator(opts: AzureEmulatorOptions = {}): Promi
     },
     trustAssertion(a) {
       trusted.add(a);
+    },
+    issueToken() {
+      const token = `emu-at-${randomBytes(24).toString('hex')}`;
+      tokens.set(token, Date.now() + lifetime * 1000);
+      issued.push(token);
+      return token;
     },
     revokeTokens() {
       tokens.clear();
