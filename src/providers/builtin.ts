@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { awsBackend } from './aws/descriptor.js';
+import { azureBackend } from './azure/descriptor.js';
 import type { AnnotationRow, BackendDescriptor } from './backend.js';
 import { fileBackend } from './file/descriptor.js';
 import { gcpBackend } from './gcp/descriptor.js';
@@ -20,6 +21,7 @@ export const BACKENDS = [
   k8sBackend,
   awsBackend,
   gcpBackend,
+  azureBackend,
 ] as const satisfies readonly BackendDescriptor[];
 
 type Builtin = (typeof BACKENDS)[number];
