@@ -10,8 +10,9 @@
 #   scripts/image-rootfs.sh [--node] --in-place OUT  # (the Dockerfile's build stage) in a clean tree:
 #     3. `npm run build -- --clean`, then assembles OUT:
 #          /app/package.json       minimal: name, version, "type": "module" (the bundle is ESM)
-#          /app/bin/sidekey.js     the entry point, its first line `#!/usr/local/bin/node` (the image
-#                                  has no /usr/bin/env and no shell: the kernel starts node directly)
+#          /app/bin/sidekey.js     the entry point, its first line `#!/usr/local/bin/node <option>`
+#                                  (IMAGE_NODE_OPTION, sidecar/v8-flags.ts): the image has no
+#                                  /usr/bin/env and no shell, the kernel starts node directly
 #          /app/dist/*.js          the esbuild bundle: every dependency inside, no node_modules
 #          /usr/local/bin/sidekey  -> /app/bin/sidekey.js (the agent's default command is `sidekey`)
 #          /usr/local/bin/node     with --node: the official Node binary of the version pinned in
@@ -68,8 +69,12 @@ nice -n 10 npm run build --silent -- --clean >&2
 
 rm -rf "$out"
 mkdir -p "$out/app/bin" "$out/app/dist" "$out/usr/local/bin"
-# The image has neither /usr/bin/env nor a shell: the kernel runs the interpreter named on line 1.
-{ echo '#!/usr/local/bin/node'; tail -n +2 bin/sidekey.js; } >"$out/app/bin/sidekey.js"
+# The image has neither /usr/bin/env nor a shell: the kernel runs the interpreter named on line 1,
+# with at most one option: IMAGE_NODE_OPTION in sidecar/v8-flags.ts (a small young generation, which
+# only a starting Node can be given; docs/agent.md, "Start-up and memory").
+node_option="$(sed -n "s/^export const IMAGE_NODE_OPTION = '\(--[a-z0-9=-]*\)';$/\1/p" sidecar/v8-flags.ts)"
+[ -n "$node_option" ] || { echo "image-rootfs: no IMAGE_NODE_OPTION in sidecar/v8-flags.ts" >&2; exit 1; }
+{ echo "#!/usr/local/bin/node $node_option"; tail -n +2 bin/sidekey.js; } >"$out/app/bin/sidekey.js"
 chmod 0755 "$out/app/bin/sidekey.js"
 # Source maps stay out: the image runs without --enable-source-maps, and they double its size.
 find dist -maxdepth 1 -name '*.js' -exec install -m 0644 {} "$out/app/dist/" \;
