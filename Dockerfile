@@ -11,7 +11,7 @@
 # that official binary from the npm registry (node-linux-<arch>) into the rootfs. The build stage's own
 # Node only runs npm and esbuild.
 
-ARG BUILD_IMAGE=node:26-trixie-slim
+ARG BUILD_IMAGE=node:24-trixie-slim
 ARG BASE_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 
 FROM ${BUILD_IMAGE} AS build
