@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -27,16 +27,28 @@ const REPO = path.resolve(import.meta.dirname, '../..');
 
 let tmp: string;
 let rootfs: string;
-let build: ReturnType<typeof spawnSync>;
+let build: { status: number | null; stdout: string; stderr: string };
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'sk-image-'));
   rootfs = path.join(tmp, 'rootfs');
-  build = spawnSync('bash', [path.join(REPO, 'scripts', 'image-rootfs.sh'), '--node', rootfs], {
-    cwd: REPO,
-    encoding: 'utf8',
-    env: { ...process.env, TMPDIR: tmp },
-    timeout: 540_000,
+  // Asynchronously: a build of minutes must not block the test worker (vitest's RPC times out).
+  build = await new Promise((resolve, reject) => {
+    const child = spawn('bash', [path.join(REPO, 'scripts', 'image-rootfs.sh'), '--node', rootfs], {
+      cwd: REPO,
+      env: { ...process.env, TMPDIR: tmp },
+      timeout: 540_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }, 600_000);
 
