@@ -4,6 +4,7 @@
 // never loads the AWS SDK or the Kubernetes client.
 
 import { rm } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { analyzeMetafile, build } from 'esbuild';
 
@@ -23,6 +24,30 @@ const zodEnglishOnly = {
     b.onLoad({ filter: /.*/, namespace: 'zod-locales' }, (args) => ({
       contents: `export { default as en } from ${JSON.stringify(path.join(path.dirname(args.path), 'en.js'))};`,
       resolveDir: path.dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * Node built-ins imported by ES modules are loaded with require() instead. An `import` of a built-in
+ * makes Node build its ES module facade, which reads every export, and that runs the lazy getters
+ * Node hides its costly parts behind: `node:http` loads undici (fetch, WebSocket), `node:crypto`
+ * Web Crypto, `node:fs` its Utf8Stream, … (~40–60 ms of CPU for the agent on Node 24, measured with
+ * perf stat). require() returns the module object without touching them, and esbuild's interop reads
+ * each export only when the code uses it.
+ */
+const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      builtins.has(args.path) && (args.kind === 'import-statement' || args.kind === 'dynamic-import')
+        ? { path: args.path, namespace: 'builtin-require' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin-require' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
       loader: 'js',
     }));
   },
@@ -49,7 +74,7 @@ const result = await build({
   metafile: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [zodEnglishOnly],
+  plugins: [zodEnglishOnly, builtinsByRequire],
   // Some CommonJS dependencies call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __skCreateRequire } from 'node:module'; const require = __skCreateRequire(import.meta.url);",

@@ -193,7 +193,8 @@ describe('helm chart charts/sidekey', () => {
     expect(c.resources.requests).toEqual({ cpu: '20m', memory: '64Mi' });
     expect(c.resources.limits.memory).toBe('192Mi');
     // Keeps serving while its endpoint is removed, so a rollout does not refuse admission calls.
-    expect(c.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
+    // The image has no shell and no `sleep` binary: node, which it has, waits.
+    expect(c.lifecycle.preStop.exec.command).toEqual(['node', '-e', 'setTimeout(() => {}, 5000)']);
     // The webhook runs with the flags H3's CLI and the TLS manager define.
     expect(c.args).toEqual(
       expect.arrayContaining([

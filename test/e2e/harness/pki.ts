@@ -64,7 +64,8 @@ export async function createCa(name = 'CN=sidekey-e2e-ca'): Promise<Ca> {
 export async function loadCa(certPem: string, keyPemText: string): Promise<Ca> {
   const ca = new x509.X509Certificate(certPem);
   const der = Buffer.from(keyPemText.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, EC, true, ['sign']);
+  // Node's CryptoKey type knows more key usages than the DOM lib's; the key is the same object.
+  const privateKey = (await webcrypto.subtle.importKey('pkcs8', der, EC, true, ['sign'])) as CryptoKey;
   const publicKey = await ca.publicKey.export(EC, ['verify']);
   return caFrom(ca, { privateKey, publicKey });
 }
