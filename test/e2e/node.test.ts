@@ -6,11 +6,11 @@ import {
   appContainer,
   appRunning,
   containerPid,
+  containerStartedAt,
   describe as describePod,
   node,
   nodePod,
   podLog,
-  processStart,
   statuses,
   waitLog,
   waitPod,
@@ -136,32 +136,18 @@ describe('real pods on a kubelet + containerd node', () => {
     agentName: string,
   ): Promise<{ createToApp: number; agentToFiles: number | undefined }> => {
     const app = await waitLog(k, namespace, pod, 'app', /^first-read /);
-    const ready = (await podLog(k, namespace, pod, agentName)).find((l) =>
-      l.line.includes('ready: first complete write done'),
+    // The agent logs this line right after its first complete write (init agent: before exiting).
+    const written = (await podLog(k, namespace, pod, agentName)).find((l) =>
+      /ready: first complete write done|wrote all secrets/.test(l.line),
     );
+    const p = await k.core.readNamespacedPod({ name: pod, namespace });
+    const s = statuses(p).find((x) => x.name === agentName);
+    const started = s?.containerID ? containerStartedAt(n, s.containerID) : undefined;
     return {
       createToApp: app.at - (created[`${namespace}/${pod}`] ?? Number.NaN),
-      agentToFiles: ready ? ready.at - (agentStarts[`${namespace}/${pod}`] ?? Number.NaN) : undefined,
+      agentToFiles: written && started ? written.at - started : undefined,
     };
   };
-  const agentStarts: Record<string, number> = {};
-  /** Notes the agent process's start time while it runs (containerd task pid → /proc start time). */
-  const noteAgentStart = async (namespace: string, pod: string, agentName: string): Promise<void> => {
-    const p = await waitPod(k, namespace, pod, `${agentName} started`, (x) =>
-      statuses(x).some(
-        (s) => s.name === agentName && s.containerID && (s.state?.running || s.state?.terminated),
-      ),
-    );
-    const s = statuses(p).find((x) => x.name === agentName);
-    if (s?.state?.running && s.containerID) {
-      try {
-        agentStarts[`${namespace}/${pod}`] = processStart(containerPid(n, s.containerID));
-      } catch {
-        // exited meanwhile (init agent): no figure
-      }
-    }
-  };
-
   it('1. native sidecar: the app’s first instruction sees every file', async () => {
     await create(
       ns,
@@ -171,7 +157,6 @@ describe('real pods on a kubelet + containerd node', () => {
     const agent = stored.spec?.initContainers?.find((c) => c.name === 'sidekey-agent');
     expect(agent?.restartPolicy).toBe('Always');
     expect(agent?.image).toBe(n.images.sidekey.ref);
-    await noteAgentStart(ns, 'native', 'sidekey-agent');
     const running = await waitPod(k, ns, 'native', 'app running', appRunning);
     const log = await lines(k, ns, 'native', 'app');
     console.log(`native pod, app output:\n  ${log.join('\n  ')}`);
@@ -198,7 +183,6 @@ describe('real pods on a kubelet + containerd node', () => {
     const stored = await k.core.readNamespacedPod({ name: 'classic', namespace: ns });
     expect(stored.spec?.initContainers?.map((c) => c.name)).toContain('sidekey-init');
     expect(stored.spec?.containers.map((c) => c.name)).toContain('sidekey-agent');
-    await noteAgentStart(ns, 'classic', 'sidekey-init');
     const running = await waitPod(k, ns, 'classic', 'app and sidecar running', (p) =>
       ['app', 'sidekey-agent'].every(
         (c) => p.status?.containerStatuses?.find((s) => s.name === c)?.state?.running,

@@ -183,6 +183,42 @@ function sharedLibs(bin: string): string[] {
  * user and working dir as in the Dockerfile.
  */
 function sidekeyImage(): BuiltImage {
+  // image-rootfs.sh runs `npm ci` and the build (a minute or two): skip it when neither the build
+  // context (.dockerignore's allow-list, as image-rootfs.sh copies it) nor Node.js changed.
+  const node = join(toolsDir, 'node-runtime', 'node', 'bin', 'node');
+  if (!existsSync(node)) {
+    throw new Error(`e2e: ${node} is missing; run \`bash scripts/tools/ensure.sh e2e\``);
+  }
+  const key = createHash('sha256');
+  key.update(readFileSync(join(toolsDir, 'node-runtime', 'node', 'VERSION')));
+  key.update(readFileSync(join(repo, 'test', 'e2e', 'harness', 'images.ts')));
+  const context = readFileSync(join(repo, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('!'))
+    .map((l) => l.slice(1).replace(/\/$/, ''));
+  const files = context.flatMap((c) => {
+    const abs = join(repo, c);
+    if (!existsSync(abs)) return [];
+    if (!statSync(abs).isDirectory()) return [c];
+    return (readdirSync(abs, { recursive: true }) as string[])
+      .map((f) => join(c, f))
+      .filter((f) => !f.endsWith('.tmp') && statSync(join(repo, f)).isFile());
+  });
+  for (const f of files.sort()) {
+    key.update(`${f}\0`);
+    key.update(readFileSync(join(repo, f)));
+  }
+  const memo = join(toolsDir, 'images', `sidekey-context-${key.digest('hex').slice(0, 24)}.json`);
+  if (existsSync(memo)) {
+    const m = JSON.parse(readFileSync(memo, 'utf8')) as BuiltImage;
+    if (existsSync(m.tarball)) return { ...m, cached: true };
+  }
+  const built = buildSidekeyImage(node);
+  writeFileSync(memo, JSON.stringify(built));
+  return built;
+}
+
+function buildSidekeyImage(node: string): BuiltImage {
   const dir = mkdtempSync(join(tmpdir(), 'sidekey-sidekey-image-'));
   try {
     busyboxRootfs(dir);
@@ -192,10 +228,6 @@ function sidekeyImage(): BuiltImage {
     });
     execFileSync('cp', ['-a', `${join(dir, '.app')}/.`, dir]);
     rmSync(join(dir, '.app'), { recursive: true, force: true });
-    const node = join(toolsDir, 'node-runtime', 'node', 'bin', 'node');
-    if (!existsSync(node)) {
-      throw new Error(`e2e: ${node} is missing; run \`bash scripts/tools/ensure.sh e2e\``);
-    }
     copyFileSync(node, join(dir, 'usr', 'local', 'bin', 'node'));
     chmodSync(join(dir, 'usr', 'local', 'bin', 'node'), 0o755);
     for (const lib of sharedLibs(node)) {

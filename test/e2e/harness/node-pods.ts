@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { V1Container, V1ContainerStatus, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import type { Kube } from './kube.js';
@@ -176,11 +177,14 @@ export function containerPid(n: NodeInfo, containerId: string): number {
   throw new Error(`container ${id} has no running task:\n${out}`);
 }
 
-/** When a host process started (ms since the epoch; /proc/<pid>/stat start time, 10 ms ticks). */
-export function processStart(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[19]);
-  const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
-  return btime * 1000 + (ticks * 1000) / 100;
+/**
+ * When containerd started a container (ms since the epoch): its log's `StartContainer … returns
+ * successfully` line, written once runc has started the container's process.
+ */
+export function containerStartedAt(n: NodeInfo, containerId: string): number | undefined {
+  const id = containerId.replace(/^containerd:\/\//, '');
+  const log = readFileSync(join(n.dir, 'containerd.log'), 'utf8');
+  const line = log.split('\n').find((l) => l.includes(`StartContainer for \\"${id}\\" returns successfully`));
+  const at = line ? /time="([^"]+)"/.exec(line)?.[1] : undefined;
+  return at ? Date.parse(at) : undefined;
 }

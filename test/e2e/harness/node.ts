@@ -1,6 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -63,14 +71,23 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Processes whose command line mentions `needle` (a node dir): containerd, shims, kubelet, pods. */
+/**
+ * Processes of a node dir: those whose command line names it (containerd, shims, kubelet) and those
+ * whose root is a container rootfs below it (the pods' processes, orphaned if their shim was killed).
+ */
 function procsMentioning(needle: string): number[] {
   const pids: number[] = [];
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cmd.includes(needle)) pids.push(Number(p));
+      let root = '';
+      try {
+        root = readlinkSync(`/proc/${p}/root`);
+      } catch {
+        // a kernel thread, or gone
+      }
+      if (cmd.includes(needle) || root.startsWith(`${needle}/`)) pids.push(Number(p));
     } catch {
       // gone
     }
@@ -138,22 +155,32 @@ async function serviceForwarder(serviceIp: string, apiPort: number): Promise<() 
   if (add.status !== 0 && !/File exists/.test(add.stderr)) {
     throw new Error(`e2e: ip addr add ${serviceIp}/32 dev lo failed: ${add.stderr.trim()}`);
   }
+  const open = new Set<Socket>();
   const server: Server = createServer((c) => {
     const up = connect(apiPort, '127.0.0.1');
+    open.add(c);
+    open.add(up);
     c.pipe(up).pipe(c);
     const end = (): void => {
       c.destroy();
       up.destroy();
+      open.delete(c);
+      open.delete(up);
     };
     c.on('error', end);
     up.on('error', end);
+    c.on('close', end);
+    up.on('close', end);
   });
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
     server.listen(443, serviceIp, () => res());
   });
   return async () => {
-    await new Promise<void>((res) => server.close(() => res()));
+    // Connections of pods that are gone would hold close() forever (their watches never end).
+    const closed = new Promise<void>((res) => server.close(() => res()));
+    for (const sock of open) sock.destroy();
+    await closed;
     spawnSync('ip', ['addr', 'del', `${serviceIp}/32`, 'dev', 'lo'], { stdio: 'ignore' });
   };
 }
