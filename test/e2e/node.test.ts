@@ -175,6 +175,28 @@ describe('real pods on a kubelet + containerd node', () => {
     expect(agentLog).not.toContain(VALUE);
   });
 
+  it('1b. native sidecar with the agent listener: the kubelet’s httpGet startup probe on the pod’s IP gates the app', async () => {
+    await create(
+      ns,
+      nodePod(n, 'native-http', optIn({ 'sidekey.io/metrics-port': '9102' }), `${READ_FIRST}; sleep 3600`),
+    );
+    const stored = await k.core.readNamespacedPod({ name: 'native-http', namespace: ns });
+    const agent = stored.spec?.initContainers?.find((c) => c.name === 'sidekey-agent');
+    expect(agent?.startupProbe?.httpGet?.path).toBe('/readyz');
+    const running = await waitPod(k, ns, 'native-http', 'app running', appRunning);
+    // The pod has an address of its own on the run's bridge, where the kubelet probed the agent.
+    expect(running.status?.podIP).toMatch(/^10\.250\./);
+    expect(running.status?.initContainerStatuses?.find((s) => s.name === 'sidekey-agent')?.started).toBe(
+      true,
+    );
+    const log = await lines(k, ns, 'native-http', 'app');
+    expect(log).toContain(`first-read db-password=${VALUE}`);
+    const t = await timings(ns, 'native-http', 'sidekey-agent');
+    console.log(
+      `native (httpGet probe): pod create → app running with files ${t.createToApp} ms; agent start → files written ${t.agentToFiles} ms`,
+    );
+  });
+
   it('2. classic layout (init + sidecar): the app’s first instruction sees every file', async () => {
     await create(
       ns,

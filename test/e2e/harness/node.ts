@@ -198,6 +198,11 @@ function ctr(sock: string, args: string[], timeout = 120_000): string {
  * be Ready. `stop()` tears everything down (pods' containers, mounts, processes), also after failures.
  */
 export async function startNode(cluster: Cluster): Promise<Node> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      'e2e: the node (containerd, kubelet, pod network and mounts) needs root; run `npm run test:e2e` as root (CI does)',
+    );
+  }
   reapLeftovers();
   const timings: Record<string, number> = {};
   let t = Date.now();
