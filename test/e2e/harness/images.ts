@@ -214,6 +214,14 @@ function sidekeyImage(): BuiltImage {
     if (existsSync(m.tarball)) return { ...m, cached: true };
   }
   const built = buildSidekeyImage(node);
+  // One sidekey image is kept (≈ 140 MB each): earlier builds and their memos go.
+  const dir = join(toolsDir, 'images');
+  for (const f of readdirSync(dir)) {
+    const old =
+      (f.startsWith('sidekey-context-') && join(dir, f) !== memo) ||
+      (f.startsWith('sidekey.local_sidekey_') && join(dir, f) !== built.tarball);
+    if (old) rmSync(join(dir, f), { force: true });
+  }
   writeFileSync(memo, JSON.stringify(built));
   return built;
 }
@@ -249,10 +257,4 @@ function buildSidekeyImage(node: string): BuiltImage {
 /** Builds (or takes from the cache) the three images. */
 export function buildImages(): Record<keyof typeof IMAGES, BuiltImage> {
   return { pause: pauseImage(), app: appImage(), sidekey: sidekeyImage() };
-}
-
-/** Lists the cached tarballs (for diagnostics). */
-export function cachedImages(): string[] {
-  const dir = join(toolsDir, 'images');
-  return existsSync(dir) ? readdirSync(dir) : [];
 }
