@@ -1,6 +1,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { BatchV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CANARY } from '../helpers/cli.ts';
 import { apiError, createNamespace, type Kube, kube, uniqueName } from './harness/kube.js';
 import {
   appContainer,
@@ -55,7 +56,9 @@ async function secretNamespace(
   });
   await k.core.createNamespacedSecret({
     namespace: ns,
-    body: { metadata: { name: 'app-db' }, stringData: { password: VALUE } },
+    // token: the canary, which the apps never print; the global teardown checks that no log of the
+    // run (kubelet, containerd, every container's log) has it.
+    body: { metadata: { name: 'app-db' }, stringData: { password: VALUE, token: CANARY } },
   });
   await k.rbac.createNamespacedRole({
     namespace: ns,
@@ -85,6 +88,7 @@ async function secretNamespace(
 const optIn = (extra: Record<string, string> = {}): Record<string, string> => ({
   'sidekey.io/inject': 'true',
   'sidekey.io/secret-db-password': 'k8s:app-db#password',
+  'sidekey.io/secret-api-token': 'k8s:app-db#token',
   ...extra,
 });
 
@@ -161,7 +165,7 @@ describe('real pods on a kubelet + containerd node', () => {
     const log = await lines(k, ns, 'native', 'app');
     console.log(`native pod, app output:\n  ${log.join('\n  ')}`);
     expect(log).toContain(`first-read db-password=${VALUE}`);
-    expect(log.find((l) => l.startsWith('files: '))).toContain('db-password');
+    expect(log.find((l) => l.startsWith('files: '))).toBe('files: api-token db-password ');
     // The containers really are the locally built images (the CRI reports their config digests).
     const byName = Object.fromEntries(statuses(running).map((s) => [s.name, s.imageID]));
     expect(byName['sidekey-agent']).toContain(n.images.sidekey.id.replace('sha256:', ''));
@@ -173,6 +177,7 @@ describe('real pods on a kubelet + containerd node', () => {
     const agentLog = (await lines(k, ns, 'native', 'sidekey-agent')).join('\n');
     expect(agentLog).toContain('ready: first complete write done');
     expect(agentLog).not.toContain(VALUE);
+    expect(agentLog).not.toContain(CANARY);
   });
 
   it('1b. native sidecar with the agent listener: the kubelet’s httpGet startup probe on the pod’s IP gates the app', async () => {
@@ -305,7 +310,7 @@ describe('real pods on a kubelet + containerd node', () => {
     await k.core.replaceNamespacedSecret({
       name: 'app-db',
       namespace: ns6,
-      body: { metadata: { name: 'app-db' }, stringData: { password: ROTATED } },
+      body: { metadata: { name: 'app-db' }, stringData: { password: ROTATED, token: CANARY } },
     });
     // refresh is 1h: the watch brings the change; the HUP handler reads the new file.
     const hup = await waitLog(k, ns6, 'rotate', 'app', /^HUP /, 60_000);
