@@ -62,12 +62,13 @@ function removeNet(n: NetInfo): void {
   spawnSync('ip', ['addr', 'del', `${n.serviceIp}/32`, 'dev', 'lo'], { stdio: 'ignore' });
 }
 
-function alive(pid: number): boolean {
+/** `<pid> <start time in ticks since boot>`: identifies a process even after its pid is reused. */
+function procId(pid: number): string | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return `${pid} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -124,10 +125,11 @@ function reapLeftovers(): void {
     const nodeDir = join(tmpdir(), d, 'node');
     const ownerFile = join(nodeDir, OWNER);
     if (!existsSync(ownerFile)) continue;
-    const owner = Number(readFileSync(ownerFile, 'utf8'));
-    if (owner && owner !== process.pid && alive(owner)) {
+    const owner = readFileSync(ownerFile, 'utf8').trim();
+    const pid = Number(owner.split(' ')[0]);
+    if (pid && pid !== process.pid && procId(pid) === owner) {
       throw new Error(
-        `e2e: another e2e node is running (test runner pid ${owner}, ${nodeDir}); one node per machine`,
+        `e2e: another e2e node is running (test runner pid ${pid}, ${nodeDir}); one node per machine`,
       );
     }
     for (const pid of procsMentioning(nodeDir)) {
@@ -152,6 +154,7 @@ function reapLeftovers(): void {
 async function serviceForwarder(serviceIp: string, apiPort: number): Promise<() => Promise<void>> {
   // The address exists only for this run, on the loopback interface (traffic never leaves the host).
   const add = spawnSync('ip', ['addr', 'add', `${serviceIp}/32`, 'dev', 'lo'], { encoding: 'utf8' });
+  if (add.error) throw new Error(`e2e: cannot run \`ip\` (iproute2): ${add.error.message}`);
   if (add.status !== 0 && !/File exists/.test(add.stderr)) {
     throw new Error(`e2e: ip addr add ${serviceIp}/32 dev lo failed: ${add.stderr.trim()}`);
   }
@@ -211,7 +214,7 @@ export async function startNode(cluster: Cluster): Promise<Node> {
 
   const dir = join(cluster.info.dir, 'node');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, OWNER), String(process.pid));
+  writeFileSync(join(dir, OWNER), procId(process.pid) ?? String(process.pid));
   const cdDir = join(dir, 'containerd');
   const sock = join(cdDir, 'containerd.sock');
   const kubeletDir = join(dir, 'kubelet');
