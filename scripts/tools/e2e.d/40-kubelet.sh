@@ -27,7 +27,7 @@ for name in kubelet kube-controller-manager; do
   command -v go >/dev/null || { echo "40-kubelet: go toolchain not found (needed to build $name)" >&2; exit 1; }
   echo "$name $version: building from Go modules (log in $tools/$name-build.log)"
   start=$(date +%s)
-  # The kubelet uses cgo nowhere it matters here (cadvisor and the CRI client are pure Go).
+  # Static, as Kubernetes' own release builds of these binaries (CGO_ENABLED=0).
   (cd "$mod" && nice -n 10 env CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="$ldflags" \
     -o "$bin.tmp" "k8s.io/kubernetes/cmd/$name") >"$tools/$name-build.log" 2>&1 || {
     tail -40 "$tools/$name-build.log" >&2
