@@ -92,8 +92,12 @@ const optIn = (extra: Record<string, string> = {}): Record<string, string> => ({
   ...extra,
 });
 
-/** The app's first instruction reads the file (`set -e`: a missing file ends the container). */
-const READ_FIRST = `set -e; v=$(cat ${MOUNT}/db-password); echo "first-read db-password=$v"`;
+/**
+ * The app's first instruction reads both files (`set -e`: a missing file ends the container); it
+ * prints the password and only the length of the token (the canary).
+ */
+const READ_FIRST = `set -e; v=$(cat ${MOUNT}/db-password); t=$(cat ${MOUNT}/api-token); echo "first-read db-password=$v api-token-bytes=\${#t}"`;
+const FIRST = `first-read db-password=${VALUE} api-token-bytes=${CANARY.length}`;
 
 /** What the app reports about its files after the first read. */
 const REPORT = [
@@ -164,7 +168,7 @@ describe('real pods on a kubelet + containerd node', () => {
     const running = await waitPod(k, ns, 'native', 'app running', appRunning);
     const log = await lines(k, ns, 'native', 'app');
     console.log(`native pod, app output:\n  ${log.join('\n  ')}`);
-    expect(log).toContain(`first-read db-password=${VALUE}`);
+    expect(log).toContain(FIRST);
     expect(log.find((l) => l.startsWith('files: '))).toBe('files: api-token db-password ');
     // The containers really are the locally built images (the CRI reports their config digests).
     const byName = Object.fromEntries(statuses(running).map((s) => [s.name, s.imageID]));
@@ -195,7 +199,7 @@ describe('real pods on a kubelet + containerd node', () => {
       true,
     );
     const log = await lines(k, ns, 'native-http', 'app');
-    expect(log).toContain(`first-read db-password=${VALUE}`);
+    expect(log).toContain(FIRST);
     const t = await timings(ns, 'native-http', 'sidekey-agent');
     console.log(
       `native (httpGet probe): pod create → app running with files ${t.createToApp} ms; agent start → files written ${t.agentToFiles} ms`,
@@ -219,7 +223,7 @@ describe('real pods on a kubelet + containerd node', () => {
     expect(init?.state?.terminated?.exitCode).toBe(0);
     const log = await lines(k, ns, 'classic', 'app');
     console.log(`classic pod, app output:\n  ${log.join('\n  ')}`);
-    expect(log).toContain(`first-read db-password=${VALUE}`);
+    expect(log).toContain(FIRST);
     const t = await timings(ns, 'classic', 'sidekey-init');
     console.log(
       `classic: pod create → app running with files ${t.createToApp} ms; init agent start → files written ${t.agentToFiles ?? 'n/a'} ms`,
@@ -266,7 +270,7 @@ describe('real pods on a kubelet + containerd node', () => {
     expect(p.spec?.initContainers?.find((c) => c.name === 'sidekey-agent')?.restartPolicy).toBe('Always');
     const log = await lines(k, ns, p.metadata?.name as string, 'app');
     console.log(`job pod, app output:\n  ${log.join('\n  ')}`);
-    expect(log).toEqual([`first-read db-password=${VALUE}`, 'job-done']);
+    expect(log).toEqual([FIRST, 'job-done']);
   });
 
   it('4. the secrets volume is a tmpfs with the configured size limit (seen from inside the app)', async () => {
@@ -280,7 +284,7 @@ describe('real pods on a kubelet + containerd node', () => {
     const log = await lines(k, ns, 'native', 'app');
     expect(log).toContain('id: uid=1000 gid=1000');
     expect(log).toContain('mode: 440 1000 1000');
-    expect(log).toContain(`first-read db-password=${VALUE}`);
+    expect(log).toContain(FIRST);
     expect(log).toContain('write-file: denied');
     expect(log).toContain('create-file: denied');
   });
