@@ -20,6 +20,11 @@ export interface ClusterInfo {
   issuer: string;
   /** Work dir with logs (etcd.log, kube-apiserver.log) and certificates. */
   dir: string;
+  /**
+   * ClusterIP of the `kubernetes` Service (first address of a service range picked per run), which
+   * the kubelet hands pods as KUBERNETES_SERVICE_HOST; the node harness forwards it to the API server.
+   */
+  serviceIp: string;
 }
 
 /** A running etcd + kube-apiserver pair. */
@@ -64,13 +69,22 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
   const apiserverBin = tool('kube-apiserver');
   mkdirSync(dir, { recursive: true });
   const ca = await createCa();
+  // A service range of its own per run (10.100-249.0.0/16), so that the node harness's forwarder for
+  // the `kubernetes` Service address never meets another run's.
+  const octet = 100 + Math.floor(Math.random() * 150);
+  const serviceIp = `10.${octet}.0.1`;
   const serving = await ca.sign({
     subject: 'CN=kube-apiserver',
     usage: 'server',
     dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-    ips: ['127.0.0.1'],
+    ips: ['127.0.0.1', serviceIp],
   });
   const admin = await ca.sign({ subject: 'CN=sidekey-e2e-admin, O=system:masters', usage: 'client' });
+  // The API server's client certificate towards kubelets (pod logs, exec), as kubeadm makes one.
+  const kubeletClient = await ca.sign({
+    subject: 'CN=kube-apiserver-kubelet-client, O=system:masters',
+    usage: 'client',
+  });
   const sa = serviceAccountKeys();
   const f = (name: string, content: string): string => {
     const p = join(dir, name);
@@ -82,6 +96,8 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
   const servingKey = f('apiserver.key', serving.keyPem);
   const saKey = f('sa.key', sa.privatePem);
   const saPub = f('sa.pub', sa.publicPem);
+  const kubeletClientCert = f('apiserver-kubelet-client.crt', kubeletClient.certPem);
+  const kubeletClientKey = f('apiserver-kubelet-client.key', kubeletClient.keyPem);
 
   const [etcdClient, etcdPeer, port] = [await freePort(), await freePort(), await freePort()];
   const etcdUrl = `http://127.0.0.1:${etcdClient}`;
@@ -127,12 +143,15 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
         `--service-account-issuer=${SA_ISSUER}`,
         `--service-account-key-file=${saPub}`,
         `--service-account-signing-key-file=${saKey}`,
-        '--service-cluster-ip-range=10.96.0.0/16',
-        '--authorization-mode=RBAC',
+        `--service-cluster-ip-range=10.${octet}.0.0/16`,
+        // Node: the e2e node's kubelet (system:node:<name>) gets what its pods need, as in kubeadm clusters.
+        '--authorization-mode=Node,RBAC',
+        `--kubelet-client-certificate=${kubeletClientCert}`,
+        `--kubelet-client-key=${kubeletClientKey}`,
         // As in real clusters; Pod Security admission is what forbids privileged pods per namespace.
         '--allow-privileged=true',
         // Added to the default set (which includes ServiceAccount, NamespaceLifecycle, ...).
-        '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity',
+        '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity,NodeRestriction',
         // Without a controller-manager nothing would reap these; they are harmless either way.
         '--enable-priority-and-fairness=false',
         '--profiling=false',
@@ -174,7 +193,16 @@ export async function startCluster(dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e
     }),
   );
   return {
-    info: { server, port, kubeconfig, caPem: ca.certPem, caKeyPem: ca.keyPem, issuer: SA_ISSUER, dir },
+    info: {
+      server,
+      port,
+      kubeconfig,
+      caPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      issuer: SA_ISSUER,
+      dir,
+      serviceIp,
+    },
     ca,
     stop,
   };
