@@ -125,6 +125,9 @@ export function faultDrills(
     });
 
     test.each(FAULT_MODES)('%s', async (mode) => {
+      // Each drill starts healthy (even after a failed one).
+      await proxy.setMode('pass');
+      await waitFor(() => status().secrets[DRILLED]?.lastError === undefined, 3 * DRILL.refreshMs + 2000, 50);
       const value = read(DRILLED);
       const before = proxy.requests;
       await proxy.setMode(mode);
