@@ -40,7 +40,7 @@ faultDrills('aws (moto)', async () => {
         }
       },
       expected: {
-        hang: ['SK_ERR_BACKEND_TIMEOUT'],
+        hang: ['SK_ERR_BACKEND_TIMEOUT', 'SK_ERR_BACKEND_UNAVAILABLE'],
         slow: ['SK_ERR_BACKEND_TIMEOUT', 'SK_ERR_BACKEND_UNAVAILABLE'],
         refused: ['SK_ERR_BACKEND_UNAVAILABLE'],
         reset: ['SK_ERR_BACKEND_UNAVAILABLE'],

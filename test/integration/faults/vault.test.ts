@@ -17,7 +17,7 @@ faultDrills('vault (OpenBao)', async () => {
         await bao.api('POST', 'secret/data/drill', { data: { value } });
       },
       expected: {
-        hang: ['SK_ERR_BACKEND_TIMEOUT'],
+        hang: ['SK_ERR_BACKEND_TIMEOUT', 'SK_ERR_BACKEND_UNAVAILABLE'],
         slow: ['SK_ERR_BACKEND_TIMEOUT', 'SK_ERR_BACKEND_UNAVAILABLE'],
         refused: ['SK_ERR_BACKEND_UNAVAILABLE'],
         reset: ['SK_ERR_BACKEND_UNAVAILABLE'],
