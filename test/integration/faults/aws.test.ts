@@ -49,7 +49,7 @@ faultDrills('aws (moto)', async () => {
         garbage: ['SK_ERR_BACKEND_RESPONSE'],
         truncated: ['SK_ERR_BACKEND_RESPONSE', 'SK_ERR_BACKEND_UNAVAILABLE'],
       },
-      maxRequestsPerSecond: 8,
+      maxRequestsPerSecond: 6,
     },
     stop: async () => {
       admin.destroy();

@@ -204,6 +204,20 @@ export function faultDrills(
       expect(recoveredMs).toBeLessThanOrEqual(DRILL.refreshMs + 1500);
       await waitFor(() => status().secrets[DRILLED]?.lastError === undefined, 2000, 50);
       expect(agent.child.exitCode).toBeNull();
+      if (process.env.SIDEKEY_DRILL_REPORT) {
+        // figures for docs and reviews: SIDEKEY_DRILL_REPORT=1 npx vitest run … faults/
+        console.log(
+          JSON.stringify({
+            backend: target.backend,
+            mode,
+            code: st.lastError!.code,
+            statusAfterMs: seenAt - from,
+            holdRequestsPerSecond: Number(rate.toFixed(2)),
+            onceExitMs: r.ms,
+            recoveredMs,
+          }),
+        );
+      }
     });
   });
 }

@@ -26,7 +26,7 @@ faultDrills('vault (OpenBao)', async () => {
         garbage: ['SK_ERR_BACKEND_RESPONSE'],
         truncated: ['SK_ERR_BACKEND_RESPONSE', 'SK_ERR_BACKEND_UNAVAILABLE'],
       },
-      maxRequestsPerSecond: 8,
+      maxRequestsPerSecond: 6,
     },
     stop: () => bao.stop(),
   };
