@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SkError } from '../../../src/errors.ts';
-import { VaultProvider } from '../../../src/providers/vault.ts';
+import { VaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { testCtx } from './vault-fixture.ts';
 
