@@ -64,9 +64,13 @@ async function once(opts: AgentOptions): Promise<number> {
     const eng = new Engine(spec, { registry, log: buf.log, notifier, deadline });
     engine = eng;
     // The engine ends every backend call at the deadline itself (naming the call); this is the net
-    // for anything else that could still be running then.
+    // for anything else that could still be running then, a moment later so the engine's own
+    // (more precise) error wins the race.
     const overdue = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(onceTimeoutError(eng, limitMs)), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(
+        () => reject(onceTimeoutError(eng, limitMs)),
+        Math.max(0, deadline - Date.now()) + ONCE_NET_GRACE_MS,
+      );
     });
     const report = await Promise.race([eng.syncOnce(), overdue]);
     await eng.stop();
@@ -88,6 +92,9 @@ async function once(opts: AgentOptions): Promise<number> {
     clearTimeout(timer);
   }
 }
+
+/** The net behind the engine's own deadline fires this much after it. */
+const ONCE_NET_GRACE_MS = 200;
 
 /** How long `--once` waits for providers to let go after a failure before it exits anyway. */
 const STOP_GRACE_MS = 1000;

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { onceTimeoutError } from '../../sidecar/agent.js';
 import { Engine, type EngineOptions } from '../../src/engine.js';
 import { SkError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
@@ -243,6 +244,22 @@ describe('backend call deadlines', () => {
     expect(err).toBeInstanceOf(SkError);
     expect(err.code).toBe('SK_ERR_BACKEND_TIMEOUT');
     expect(err.message).toMatch(/^slow fetch of slow:db: no answer within \d+ms \(agent\.onceTimeout\)/);
+  });
+
+  it("agent --once's net names the oldest call still running, or says none was", async () => {
+    slow.values.set('db', 'v1');
+    slow.hang.add('db');
+    const { engine } = makeEngine({ fetchTimeout: '60s', secrets: { db: { ref: 'slow:db' } } });
+    expect(onceTimeoutError(engine, 30_000).message).toBe(
+      'agent --once did not finish within 30s (agent.onceTimeout): no backend call was running (writing the files)',
+    );
+    void engine.syncOnce().catch(() => {});
+    await until(() => engine.calls().length > 0);
+    const e = onceTimeoutError(engine, 30_000);
+    expect(e.code).toBe('SK_ERR_BACKEND_TIMEOUT');
+    expect(e.message).toMatch(
+      /^agent --once did not finish within 30s \(agent\.onceTimeout\): still waiting for slow fetch of slow:db \(no answer for \d+ms\)$/,
+    );
   });
 
   it('stop() ends a hung call at once', async () => {
