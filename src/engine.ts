@@ -179,8 +179,8 @@ export class Engine {
   #chain: Promise<unknown> = Promise.resolve();
   /** Syncs and rotations in progress (fetching or waiting to write). */
   readonly #work = new Set<Promise<unknown>>();
-  /** Sources being fetched or renewed now: their due jobs wait in the queue. */
-  readonly #busy = new Set<string>();
+  /** Sources being fetched or renewed now (by how many syncs/rotations): their due jobs wait. */
+  readonly #busy = new Map<string, number>();
   /** Backend calls in progress. */
   readonly #calls = new Set<BackendCall>();
   readonly #queue = new Map<string, Job>();
@@ -361,11 +361,15 @@ export class Engine {
   }
 
   #hold(states: readonly SecretState[]): void {
-    for (const st of states) this.#busy.add(st.source);
+    for (const st of states) this.#busy.set(st.source, (this.#busy.get(st.source) ?? 0) + 1);
   }
 
   #release(states: readonly SecretState[]): void {
-    for (const st of states) this.#busy.delete(st.source);
+    for (const st of states) {
+      const n = (this.#busy.get(st.source) ?? 1) - 1;
+      if (n > 0) this.#busy.set(st.source, n);
+      else this.#busy.delete(st.source);
+    }
     if (this.#queue.size > 0 && this.#flushTimer === undefined) this.#flush();
   }
 
