@@ -199,8 +199,9 @@ describe('the agent listener against a real OpenBao', () => {
       500,
     );
     expect(st.code).toBe(0);
+    // (a WAITING column shows while a retry is in flight)
     expect(st.stdout).toMatch(
-      /^db-password\s+db-password\s+kv2:2\s+\d+s\s+SK_ERR_BACKEND_UNAVAILABLE, stale$/m,
+      /^db-password\s+db-password\s+kv2:2\s+\d+s\s+(?:(?:\d+[smhd])+\s+|-\s+)?SK_ERR_BACKEND_UNAVAILABLE, stale$/m,
     );
     expect(st.stdout + st.stderr).not.toContain(CANARY);
 
