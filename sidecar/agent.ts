@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Engine, type EngineObserver, type WriteReport } from '../src/engine.js';
+import { Engine, type EngineObserver, roughDuration, type WriteReport } from '../src/engine.js';
+import { SkError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { createNotifier } from '../src/notify.js';
 import type { ResolvedSpec } from '../src/spec.js';
@@ -50,15 +51,29 @@ export function exitFilePath(spec: ResolvedSpec): string | undefined {
 }
 
 async function once(opts: AgentOptions): Promise<number> {
+  const started = Date.now();
   // Log lines are held back: on failure the only output is the one error line.
   const buf = bufferedLogger();
   let engine: Engine | undefined;
+  let timer: NodeJS.Timeout | undefined;
   try {
     const { spec, registry } = await loadCommandSpec({ config: opts.config, fromEnv: true });
+    const limitMs = spec.agent.onceTimeoutMs;
+    const deadline = started + limitMs;
     const notifier = createNotifier({ type: 'none' }, { debounceMs: 0, log: buf.log });
-    engine = new Engine(spec, { registry, log: buf.log, notifier });
-    const report = await engine.syncOnce();
-    await engine.stop();
+    const eng = new Engine(spec, { registry, log: buf.log, notifier, deadline });
+    engine = eng;
+    // The engine ends every backend call at the deadline itself (naming the call); this is the net
+    // for anything else that could still be running then, a moment later so the engine's own
+    // (more precise) error wins the race.
+    const overdue = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(onceTimeoutError(eng, limitMs)),
+        Math.max(0, deadline - Date.now()) + ONCE_NET_GRACE_MS,
+      );
+    });
+    const report = await Promise.race([eng.syncOnce(), overdue]);
+    await eng.stop();
     buf.log.info(
       { files: report.changedFiles.length, secrets: spec.secrets.length, dir: spec.output.dir },
       'wrote all secrets; exiting (--once)',
@@ -66,10 +81,37 @@ async function once(opts: AgentOptions): Promise<number> {
     buf.flush();
     return 0;
   } catch (e) {
-    await engine?.stop().catch(() => {});
+    // Stopping ends the calls still running; a provider that does not let go cannot hold the exit.
+    if (engine) await Promise.race([engine.stop().catch(() => {}), sleep(STOP_GRACE_MS)]);
     buf.drop();
-    return reportError(e);
+    const code = reportError(e);
+    // Nothing more is printed; a socket some library keeps open must not keep the process alive.
+    setTimeout(() => process.exit(code), STOP_GRACE_MS).unref();
+    return code;
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+/** The net behind the engine's own deadline fires this much after it. */
+const ONCE_NET_GRACE_MS = 200;
+
+/** How long `--once` waits for providers to let go after a failure before it exits anyway. */
+const STOP_GRACE_MS = 1000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** `agent --once` ran out of time: name the backend call it is still waiting for (the oldest). */
+export function onceTimeoutError(engine: Engine, limitMs: number): SkError {
+  const call = engine.calls()[0];
+  const waiting = call
+    ? `still waiting for ${call.what} (no answer for ${roughDuration(Date.now() - call.since)})`
+    : 'no backend call was running (writing the files)';
+  return new SkError(
+    'SK_ERR_BACKEND_TIMEOUT',
+    `agent --once did not finish within ${roughDuration(limitMs)} (agent.onceTimeout): ${waiting}`,
+    { where: call?.what ?? 'agent.onceTimeout' },
+  );
 }
 
 async function longRunning(opts: AgentOptions): Promise<number> {

@@ -85,8 +85,9 @@ export function formatAge(ms: number | undefined): string {
 
 /**
  * The table: one row per secret — name, file, version, age of the last successful refresh, time left
- * on its lease (a column only when a secret has one), and the last error's code (with `stale` once past
- * maxStale). A header line says whether the set is ready.
+ * on its lease (a column only when a secret has one), how long a backend call for it has been running
+ * (WAITING, a column only when one is: a stuck backend shows before its deadline), and the last error's
+ * code (with `stale` once past maxStale). A header line says whether the set is ready.
  */
 export function formatStatusTable(doc: StatusDocument, dir: string, now: number = Date.now()): string {
   const age = (iso: string | undefined) => (iso ? formatAge(now - Date.parse(iso)) : '-');
@@ -98,10 +99,29 @@ export function formatStatusTable(doc: StatusDocument, dir: string, now: number 
     const left = Date.parse(s.lease.expiresAt) - now;
     return left <= 0 ? 'expired' : formatAge(left);
   };
-  const rows = [['SECRET', 'FILE', 'VERSION', 'AGE', ...(leases ? ['LEASE'] : []), 'LAST ERROR']];
+  const waiting = secrets.some(([, s]) => s.inFlight);
+  const rows = [
+    [
+      'SECRET',
+      'FILE',
+      'VERSION',
+      'AGE',
+      ...(leases ? ['LEASE'] : []),
+      ...(waiting ? ['WAITING'] : []),
+      'LAST ERROR',
+    ],
+  ];
   for (const [name, s] of secrets) {
     const err = [s.lastError?.code, s.stale ? 'stale' : undefined].filter(Boolean).join(', ') || '-';
-    rows.push([name, s.file, s.version ?? '-', age(s.fetchedAt), ...(leases ? [lease(s)] : []), err]);
+    rows.push([
+      name,
+      s.file,
+      s.version ?? '-',
+      age(s.fetchedAt),
+      ...(leases ? [lease(s)] : []),
+      ...(waiting ? [age(s.inFlight?.since)] : []),
+      err,
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) =>

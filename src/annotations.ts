@@ -50,6 +50,10 @@ export const ANN_ON_CHANGE = 'sidekey.io/on-change';
 export const ANN_MAX_STALE = 'sidekey.io/max-stale';
 /** What to do once {@link ANN_MAX_STALE} is exceeded: `keep` (default, keep last good) | `fail`. */
 export const ANN_MAX_STALE_ACTION = 'sidekey.io/max-stale-action';
+/** Deadline of one backend call (a fetch or renewal, retries included): a duration above 0. Default `30s`. */
+export const ANN_FETCH_TIMEOUT = 'sidekey.io/fetch-timeout';
+/** Deadline of the whole `agent --once` run (init container): a duration above 0. Default `30s`. */
+export const ANN_ONCE_TIMEOUT = 'sidekey.io/once-timeout';
 
 /**
  * The agent's metrics and health listener: a port (1–65535) turns it on, on the pod IP, serving
@@ -143,6 +147,8 @@ export const POD_KEYS: readonly string[] = Object.freeze([
   ANN_MAX_STALE,
   ANN_MAX_STALE_ACTION,
   ANN_METRICS_PORT,
+  ANN_FETCH_TIMEOUT,
+  ANN_ONCE_TIMEOUT,
   ANN_CPU_REQUEST,
   ANN_CPU_LIMIT,
   ANN_MEMORY_REQUEST,
@@ -237,6 +243,16 @@ export function checkKnownKeys(annotations: Annotations): void {
 /** Parse a duration annotation, naming the key on error. */
 function durationAt(key: string, v: string): string {
   parseDuration(v, key);
+  return v.trim();
+}
+
+/** A deadline: a duration above 0. */
+function deadlineAt(key: string, v: string): string {
+  if (parseDuration(v, key) <= 0) {
+    throw new SkError('SK_ERR_DURATION_INVALID', `${key}: a deadline must be above 0, e.g. 10s or 1m`, {
+      where: key,
+    });
+  }
   return v.trim();
 }
 
@@ -434,8 +450,16 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
       spec.maxStale.action = a;
     }
   }
+  const fetchTimeout = get(ANN_FETCH_TIMEOUT);
+  if (fetchTimeout !== undefined) spec.fetchTimeout = deadlineAt(ANN_FETCH_TIMEOUT, fetchTimeout);
+  const onceTimeout = get(ANN_ONCE_TIMEOUT);
   const mode = parseInjectMode(annotations);
-  if (mode === 'init-only') spec.agent = { mode: 'once' };
+  if (mode === 'init-only' || onceTimeout !== undefined) {
+    spec.agent = {
+      ...(mode === 'init-only' ? { mode: 'once' as const } : {}),
+      ...(onceTimeout !== undefined ? { onceTimeout: deadlineAt(ANN_ONCE_TIMEOUT, onceTimeout) } : {}),
+    };
+  }
   // In the registered backends' order, whatever order the annotations and defaults came in.
   const present = BACKENDS.filter((d) => backends[d.name] !== undefined);
   if (present.length > 0) {

@@ -69,7 +69,35 @@ export interface EngineOptions {
   readonly coalesceMs?: number;
   /** Told about refreshes, failures and backend calls (metrics). */
   readonly observer?: EngineObserver;
+  /**
+   * An overall deadline (epoch ms, e.g. `agent --once`'s): no backend call runs past it, whatever
+   * `fetchTimeout` says. Default none.
+   */
+  readonly deadline?: number;
 }
+
+/** One backend call in progress (a fetch, a batch fetch, a lease renewal). No values. */
+export interface BackendCall {
+  /** The provider called, e.g. `vault`. */
+  readonly provider: string;
+  readonly op: 'fetch' | 'renew';
+  /** The call for people: `vault fetch of vault:secret/data/app#password`. */
+  readonly what: string;
+  /** The secrets waiting for it. */
+  readonly secrets: readonly string[];
+  /** When it started, epoch ms. */
+  readonly since: number;
+  /** When it is ended if still running, epoch ms. */
+  readonly deadline: number;
+  /** Which setting set the deadline. */
+  readonly limit: 'fetchTimeout' | 'agent.onceTimeout';
+}
+
+/**
+ * A call still running after this long (or half its deadline, if shorter) is shown in the status
+ * file before it ends, so a stuck backend is visible while it is stuck.
+ */
+export const SLOW_CALL_MS = 1000;
 
 /** Renew a lease once this fraction of its TTL has passed. */
 export const LEASE_RENEW_AT = 2 / 3;
@@ -87,6 +115,8 @@ type Outcome =
   | { readonly ok: false; readonly error: SkError };
 
 type Job = 'fetch' | 'renew';
+
+type Fetched = Array<FetchResult | SkError>;
 
 interface SecretState {
   readonly secret: ResolvedSecret;
@@ -121,10 +151,14 @@ const defaultTimers: Timers = {
  * The engine: fetch (providers) → select `#key` → render → write atomically → notify, then keep the
  * files current. See docs/rotation.md for the schedule.
  *
- * Every fetch, renewal and write runs in one serial queue, so the file set is always written whole by
- * one writer. Secrets due at about the same time (timers, watch bursts) are fetched in one batch and
- * written once. Values live only in memory and in the output files: logs name secrets, refs and
- * versions, never values. (The field is `secretName`: `secret` is censored by the logger's redaction.)
+ * Fetches run concurrently, per backend: secrets due at about the same time (timers, watch bursts)
+ * are fetched together, one rotation per backend, so a slow backend never delays another's secrets;
+ * a secret's source is never in two fetches at once. Every backend call has a deadline
+ * (`fetchTimeout`) that ends it: the provider gets an AbortSignal, and the engine stops waiting at the
+ * deadline whether or not the provider honours it. Writes (the file set and the status file) run in
+ * one serial queue, so the set is always written whole by one writer, and no write ever waits for a
+ * fetch. Values live only in memory and in the output files: logs name secrets, refs and versions,
+ * never values. (The field is `secretName`: `secret` is censored by the logger's redaction.)
  */
 export class Engine {
   readonly #spec: ResolvedSpec;
@@ -141,8 +175,15 @@ export class Engine {
   readonly #providers = new Map<string, Provider>();
   readonly #abort = new AbortController();
   readonly #unwatch: Array<() => Promise<void> | void> = [];
+  /** The write queue: file set and status writes, one at a time. */
   #chain: Promise<unknown> = Promise.resolve();
-  #queue = new Map<string, Job>();
+  /** Syncs and rotations in progress (fetching or waiting to write). */
+  readonly #work = new Set<Promise<unknown>>();
+  /** Sources being fetched or renewed now (by how many syncs/rotations): their due jobs wait. */
+  readonly #busy = new Map<string, number>();
+  /** Backend calls in progress. */
+  readonly #calls = new Set<BackendCall>();
+  readonly #queue = new Map<string, Job>();
   #flushTimer: unknown;
   #wrote = false;
   #started = false;
@@ -181,7 +222,7 @@ export class Engine {
    * fails, nothing is written and the first SkError (in declaration order) is thrown.
    */
   syncOnce(): Promise<WriteReport> {
-    return this.#exclusive(() => this.#syncAll());
+    return this.#track(this.#syncAll());
   }
 
   /** {@link syncOnce}, then keep rotating (timers, watches, leases) until {@link stop}. */
@@ -220,11 +261,16 @@ export class Engine {
 
   /** Resolves once no fetch, renewal or write is in progress (tests, graceful shutdown). */
   async idle(): Promise<void> {
-    let c: Promise<unknown>;
-    do {
-      c = this.#chain;
-      await c.catch(() => {});
-    } while (c !== this.#chain);
+    for (;;) {
+      const c = this.#chain;
+      await Promise.allSettled([c, ...this.#work]);
+      if (c === this.#chain && this.#work.size === 0) return;
+    }
+  }
+
+  /** The backend calls in progress, oldest first (no values). */
+  calls(): BackendCall[] {
+    return [...this.#calls].sort((a, b) => a.since - b.since);
   }
 
   /** The status document as last written (no values). */
@@ -240,6 +286,7 @@ export class Engine {
         ...(st.changedAt !== undefined ? { changedAt: iso(st.changedAt)! } : {}),
         ...(st.lastError ? { lastError: { ...st.lastError, at: iso(st.lastError.at)! } } : {}),
         ...(st.stale ? { stale: true } : {}),
+        ...this.#inFlightStatus(name, iso),
         ...(st.lease
           ? {
               lease: {
@@ -259,12 +306,29 @@ export class Engine {
     };
   }
 
-  // --- the serial queue ---
+  #inFlightStatus(
+    name: string,
+    iso: (t: number | undefined) => string | undefined,
+  ): Partial<Pick<SecretStatus, 'inFlight'>> {
+    let oldest: BackendCall | undefined;
+    for (const c of this.#calls)
+      if (c.secrets.includes(name) && (!oldest || c.since < oldest.since)) oldest = c;
+    return oldest ? { inFlight: { call: oldest.what, since: iso(oldest.since)! } } : {};
+  }
+
+  // --- the write queue, the work in progress ---
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#chain.then(fn, fn);
     this.#chain = run.catch(() => {});
     return run;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#work.add(p);
+    const done = () => this.#work.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   #enqueue(name: string, job: Job, delayMs: number): void {
@@ -273,19 +337,60 @@ export class Engine {
     if (this.#flushTimer !== undefined) return;
     this.#flushTimer = this.#timers.setTimeout(() => {
       this.#flushTimer = undefined;
-      void this.#exclusive(() => this.#rotate());
+      this.#flush();
     }, delayMs);
+  }
+
+  /**
+   * Start the due jobs whose sources are not being fetched already: one rotation per backend. Jobs of
+   * busy sources stay queued until their fetch ends ({@link #release} flushes again).
+   */
+  #flush(): void {
+    if (this.#stopped) return;
+    const byProvider = new Map<string, Map<string, Job>>();
+    for (const [name, job] of this.#queue) {
+      const st = this.#states.get(name)!;
+      if (this.#busy.has(st.source)) continue;
+      this.#queue.delete(name);
+      const p = st.secret.ref.provider;
+      const jobs = byProvider.get(p) ?? new Map<string, Job>();
+      byProvider.set(p, jobs);
+      jobs.set(name, job);
+    }
+    for (const jobs of byProvider.values()) void this.#track(this.#rotate(jobs)).catch(() => {});
+  }
+
+  #hold(states: readonly SecretState[]): void {
+    for (const st of states) this.#busy.set(st.source, (this.#busy.get(st.source) ?? 0) + 1);
+  }
+
+  #release(states: readonly SecretState[]): void {
+    for (const st of states) {
+      const n = (this.#busy.get(st.source) ?? 1) - 1;
+      if (n > 0) this.#busy.set(st.source, n);
+      else this.#busy.delete(st.source);
+    }
+    if (this.#queue.size > 0 && this.#flushTimer === undefined) this.#flush();
   }
 
   // --- one full sync ---
 
   async #syncAll(): Promise<WriteReport> {
     const states = [...this.#states.values()];
-    const outcomes = await this.#fetch(states);
-    for (const st of states) {
-      const o = outcomes.get(st.secret.name)!;
-      if (!o.ok) throw o.error;
+    this.#hold(states);
+    try {
+      const outcomes = await this.#fetch(states);
+      for (const st of states) {
+        const o = outcomes.get(st.secret.name)!;
+        if (!o.ok) throw o.error;
+      }
+      return await this.#exclusive(() => this.#writeAll(states, outcomes));
+    } finally {
+      this.#release(states);
     }
+  }
+
+  async #writeAll(states: readonly SecretState[], outcomes: Map<string, Outcome>): Promise<WriteReport> {
     const payload = new Map(
       states.map((st) => {
         const o = outcomes.get(st.secret.name) as Outcome & { ok: true };
@@ -313,9 +418,8 @@ export class Engine {
 
   // --- rotation ---
 
-  async #rotate(): Promise<void> {
-    const jobs = this.#queue;
-    this.#queue = new Map();
+  /** Renew or re-fetch the given secrets (all of one backend), then write the set once. */
+  async #rotate(jobs: Map<string, Job>): Promise<void> {
     if (this.#stopped || jobs.size === 0) return;
 
     // Secrets reading one source move together: `database/creds/app#username` and `#password` must
@@ -325,24 +429,39 @@ export class Engine {
       for (const peer of this.#peersOf(this.#states.get(name)!))
         if (expanded.get(peer) !== 'fetch') expanded.set(peer, job);
     }
-    const toFetch: SecretState[] = [];
-    const renewals = new Map<string, Promise<Lease | undefined>>();
-    let statusDirty = false;
-    for (const [st, job] of expanded) {
-      if (job === 'renew' && (await this.#renew(st, renewals))) statusDirty = true;
-      else toFetch.push(st);
+    const held = [...expanded.keys()];
+    this.#hold(held);
+    try {
+      await this.#rotateHeld(expanded);
+    } finally {
+      this.#release(held);
     }
+  }
+
+  async #rotateHeld(expanded: Map<SecretState, Job>): Promise<void> {
+    const renewals = new Map<string, Promise<Lease | undefined>>();
+    // Renewals run side by side: one slow lease never holds up another.
+    const renewed = await Promise.all(
+      [...expanded].map(async ([st, job]) => job === 'renew' && (await this.#renew(st, renewals))),
+    );
+    const toFetch = [...expanded.keys()].filter((_, i) => !renewed[i]);
+    const statusDirty = renewed.some(Boolean);
     // A peer whose lease could not be renewed takes its whole group to the fetch.
     for (const st of [...toFetch]) {
       for (const peer of this.#peersOf(st)) if (!toFetch.includes(peer)) toFetch.push(peer);
     }
     if (toFetch.length === 0) {
-      if (statusDirty) await this.#writeStatusQuietly();
+      if (statusDirty) await this.#exclusive(() => this.#writeStatusQuietly());
       return;
     }
 
     const outcomes = await this.#fetch(toFetch);
     if (this.#stopped) return;
+    await this.#exclusive(() => this.#applyRotation(toFetch, outcomes));
+  }
+
+  /** Write the set with what a rotation fetched (under the write queue), record failures. */
+  async #applyRotation(toFetch: readonly SecretState[], outcomes: Map<string, Outcome>): Promise<void> {
     // A source's secrets are updated together or not at all: a new #username next to an old
     // #password would be a broken pair.
     for (const st of toFetch) {
@@ -427,9 +546,18 @@ export class Engine {
   }
 
   async #callRenew(secret: ResolvedSecret, provider: Provider, lease: Lease): Promise<Lease | undefined> {
+    const name = secret.ref.provider;
+    const holders = this.#peersOf(this.#states.get(secret.name)!).map((p) => p.secret.name);
     try {
-      const renewed = await this.#timed(secret.ref.provider, 'renew', () =>
-        provider.renew!(lease, this.#ctx(secret.ref.provider)),
+      const renewed = await this.#timed(name, 'renew', () =>
+        this.#guard(
+          name,
+          'renew',
+          `${name} lease renewal of ${secret.ref.raw}`,
+          holders,
+          secret.ref.raw,
+          (ctx) => provider.renew!(lease, ctx),
+        ),
       );
       this.#log.debug(
         { secretName: secret.name, ref: secret.ref.raw, ttlMs: renewed.ttlMs },
@@ -592,8 +720,82 @@ export class Engine {
     return p;
   }
 
+  /** The context of long-lived provider work (watches, close): aborted on stop only. */
   #ctx(provider: string): ProviderContext {
     return { signal: this.#abort.signal, log: this.#log.child({ provider }) };
+  }
+
+  /**
+   * Run one backend call under its deadline: `fetchTimeout`, or the engine's overall deadline if that
+   * comes first. The provider gets a signal that aborts at the deadline (and on stop); the engine
+   * stops waiting at the deadline whatever the provider does, and the call fails with
+   * SK_ERR_BACKEND_TIMEOUT naming it. A call still running after {@link SLOW_CALL_MS} (or half its
+   * deadline) is written to the status file.
+   */
+  #guard<T>(
+    provider: string,
+    op: BackendCall['op'],
+    what: string,
+    secrets: readonly string[],
+    where: string,
+    run: (ctx: ProviderContext) => Promise<T>,
+  ): Promise<T> {
+    const since = this.#now();
+    let timeoutMs = this.#spec.fetchTimeoutMs;
+    let limit: BackendCall['limit'] = 'fetchTimeout';
+    const overall = this.#opts.deadline;
+    if (overall !== undefined && overall - since < timeoutMs) {
+      timeoutMs = Math.max(1, overall - since);
+      limit = 'agent.onceTimeout';
+    }
+    const call: BackendCall = { provider, op, what, secrets, since, deadline: since + timeoutMs, limit };
+    const ctrl = new AbortController();
+    const ctx: ProviderContext = {
+      signal: ctrl.signal,
+      deadline: call.deadline,
+      log: this.#log.child({ provider }),
+    };
+    this.#calls.add(call);
+    let timer: unknown;
+    let slowTimer: unknown;
+    let onStop: (() => void) | undefined;
+    return new Promise<T>((resolve, reject) => {
+      onStop = () => {
+        const err = new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${what}: ended, the agent is stopping`, {
+          where,
+        });
+        ctrl.abort(err);
+        reject(err);
+      };
+      if (this.#abort.signal.aborted) return onStop();
+      this.#abort.signal.addEventListener('abort', onStop, { once: true });
+      timer = this.#timers.setTimeout(() => {
+        const err = new SkError(
+          'SK_ERR_BACKEND_TIMEOUT',
+          `${what}: no answer within ${roughDuration(timeoutMs)} (${limit}); the call was ended`,
+          { where },
+        );
+        ctrl.abort(err);
+        reject(err);
+      }, timeoutMs);
+      slowTimer = this.#timers.setTimeout(
+        () => {
+          slowTimer = undefined;
+          if (this.#calls.has(call) && !this.#stopped) void this.#exclusive(() => this.#writeStatusQuietly());
+        },
+        Math.min(SLOW_CALL_MS, Math.floor(timeoutMs / 2)),
+      );
+      Promise.resolve()
+        .then(() => run(ctx))
+        .then(resolve, reject);
+    }).finally(() => {
+      this.#calls.delete(call);
+      this.#timers.clearTimeout(timer);
+      if (slowTimer !== undefined) this.#timers.clearTimeout(slowTimer);
+      if (onStop) this.#abort.signal.removeEventListener('abort', onStop);
+      // A provider that ignored the signal may still be running: stop it now, at least.
+      if (!ctrl.signal.aborted) ctrl.abort();
+    });
   }
 
   /**
@@ -614,7 +816,7 @@ export class Engine {
     await Promise.all(
       [...byProvider].map(async ([name, sources]) => {
         const groups = [...sources.values()];
-        let results: Array<FetchResult | SkError>;
+        let results: Fetched;
         try {
           const provider = this.#provider(groups[0]![0]!.secret);
           results = await this.#fetchGroups(name, provider, groups);
@@ -635,14 +837,19 @@ export class Engine {
     name: string,
     provider: Provider,
     groups: readonly (readonly SecretState[])[],
-  ): Promise<Array<FetchResult | SkError>> {
-    const ctx = this.#ctx(name);
+  ): Promise<Fetched> {
     const refs = groups.map((g) => g[0]!.secret.ref);
     const wrap = (e: unknown, ref: SecretRef) =>
       toValueSafeSkError(e, 'SK_ERR_INTERNAL', `${ref.raw}: ${name} provider`);
+    const names = (g: readonly SecretState[]) => g.map((st) => st.secret.name);
     if (provider.fetchMany && refs.length > 1) {
+      const what = `${name} batch fetch of ${refs.length} secrets (${refs[0]!.raw}, …)`;
       try {
-        const results = await this.#timed(name, 'fetchMany', () => provider.fetchMany!(refs, ctx));
+        const results = await this.#timed(name, 'fetchMany', () =>
+          this.#guard(name, 'fetch', what, groups.flatMap(names), what, (ctx) =>
+            provider.fetchMany!(refs, ctx),
+          ),
+        );
         return refs.map(
           (ref, i) =>
             results[i] ??
@@ -653,8 +860,12 @@ export class Engine {
       }
     }
     return Promise.all(
-      refs.map((ref) =>
-        this.#timed(name, 'fetch', () => provider.fetch(ref, ctx)).catch((e: unknown) => wrap(e, ref)),
+      refs.map((ref, i) =>
+        this.#timed(name, 'fetch', () =>
+          this.#guard(name, 'fetch', `${name} fetch of ${ref.raw}`, names(groups[i]!), ref.raw, (ctx) =>
+            provider.fetch(ref, ctx),
+          ),
+        ).catch((e: unknown) => wrap(e, ref)),
       ),
     );
   }
@@ -759,6 +970,12 @@ export class Engine {
       );
     }
   }
+}
+
+/** A duration for people, to a tenth of a second: `400ms`, `2s`, `29.9s`. */
+export function roughDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  return `${(ms / 1000).toFixed(1).replace(/\.0$/, '')}s`;
 }
 
 /** The ref without its `#key`: secrets with the same source share one fetch and one watch. */

@@ -109,6 +109,11 @@ export const ERRORS = {
     kind: 'runtime',
     status: 502,
   },
+  SK_ERR_BACKEND_TIMEOUT: {
+    summary: 'a backend call (or the whole agent --once run) did not finish within its deadline',
+    kind: 'runtime',
+    status: 504,
+  },
   SK_ERR_BACKEND_CONFIG: { summary: 'the backend settings are missing or wrong', kind: 'input', status: 400 },
   SK_ERR_LEASE_NOT_RENEWABLE: {
     summary: 'a dynamic secret lease cannot be extended further (max TTL); new credentials are fetched',

@@ -86,6 +86,8 @@ export const specSchema = z
     onChange: z.string().optional(),
     /** Debounce window for change notifications across the file set. */
     debounce: durationInput.optional(),
+    /** Deadline of one backend call (a fetch or a lease renewal, all its retries included). */
+    fetchTimeout: durationInput.optional(),
     agent: z
       .object({
         /** `once` fetches and exits (init container); `run` keeps rotating. */
@@ -101,6 +103,8 @@ export const specSchema = z
           })
           .strict()
           .optional(),
+        /** Deadline of the whole `agent --once` run. */
+        onceTimeout: durationInput.optional(),
       })
       .strict()
       .optional(),
@@ -143,11 +147,15 @@ export interface ResolvedSpec {
   readonly maxStale: { readonly afterMs: number; readonly action: 'keep' | 'fail' };
   readonly onChange: OnChange;
   readonly debounceMs: number;
+  /** Deadline of one backend call (fetch or renewal, retries included), ms; never 0. */
+  readonly fetchTimeoutMs: number;
   readonly agent: {
     readonly mode: 'once' | 'run';
     readonly exitFile: string | undefined;
     /** The metrics/health listener; undefined = off. */
     readonly metrics: { readonly port: number; readonly address: string } | undefined;
+    /** Deadline of the whole `agent --once` run, ms; never 0. */
+    readonly onceTimeoutMs: number;
   };
   readonly backends: Backends;
   /** Secrets in declaration order. */
@@ -166,6 +174,8 @@ export const DEFAULTS = Object.freeze({
   debounceMs: 200,
   /** The metrics listener binds loopback unless the spec says otherwise. */
   metricsAddress: '127.0.0.1',
+  fetchTimeoutMs: 30_000,
+  onceTimeoutMs: 30_000,
 });
 
 export interface ResolveOptions {
@@ -332,6 +342,7 @@ export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSp
     },
     onChange: parseOnChange(s.onChange ?? 'none', w('onChange')),
     debounceMs: s.debounce === undefined ? DEFAULTS.debounceMs : parseDuration(s.debounce, w('debounce')),
+    fetchTimeoutMs: positiveDuration(s.fetchTimeout, DEFAULTS.fetchTimeoutMs, w('fetchTimeout')),
     agent: {
       mode: s.agent?.mode ?? 'run',
       exitFile: s.agent?.exitFile,
@@ -339,6 +350,7 @@ export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSp
         port: s.agent.metrics.port,
         address: s.agent.metrics.address ?? DEFAULTS.metricsAddress,
       },
+      onceTimeoutMs: positiveDuration(s.agent?.onceTimeout, DEFAULTS.onceTimeoutMs, w('agent.onceTimeout')),
     },
     backends: resolveBackends(s.backends, baseDir),
     secrets,
@@ -353,6 +365,18 @@ function resolveBackends(input: BackendsInput | undefined, baseDir: string): Bac
     if (d.resolve) out[d.name] = d.resolve(out[d.name] as never, { baseDir });
   }
   return out as Backends;
+}
+
+/** A deadline: a duration above 0 (a deadline of 0 would fail everything, "never" hangs forever). */
+function positiveDuration(v: string | number | undefined, dflt: number, where: string): number {
+  if (v === undefined) return dflt;
+  const ms = parseDuration(v, where);
+  if (ms <= 0) {
+    throw new SkError('SK_ERR_DURATION_INVALID', `${where}: a deadline must be above 0, e.g. 10s or 1m`, {
+      where,
+    });
+  }
+  return ms;
 }
 
 /** A file may not be both a file and a directory of another file (`a` and `a/b`). */

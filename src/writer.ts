@@ -84,6 +84,8 @@ export interface SecretStatus {
   readonly stale?: boolean;
   /** The lease of a dynamic secret. */
   readonly lease?: { readonly ttlSeconds: number; readonly expiresAt: string; readonly renewable: boolean };
+  /** A backend call for this secret still running when the status was written: what, since when. */
+  readonly inFlight?: { readonly call: string; readonly since: string };
 }
 
 /** `.sidekey-status.json`. */

@@ -36,8 +36,17 @@ export interface FetchResult {
 
 /** Context every provider call gets. */
 export interface ProviderContext {
-  /** Aborted when the agent shuts down. */
+  /**
+   * Aborted when the call's deadline passes (its reason: an SkError SK_ERR_BACKEND_TIMEOUT) or the
+   * agent shuts down. A provider passes it to every request and gives up at once: the engine stops
+   * waiting at the deadline anyway, and a request left running holds a socket and a concurrency slot.
+   */
   readonly signal: AbortSignal;
+  /**
+   * Epoch ms by which the call must be done (fetch, renew): a provider's per-attempt timeouts and
+   * retry waits should not run past it. Undefined for long-lived work (watch, close).
+   */
+  readonly deadline?: number;
   /** Structured logger; never give it values. */
   readonly log: ProviderLogger;
 }

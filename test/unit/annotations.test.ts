@@ -79,7 +79,25 @@ describe('annotationsToSpec', () => {
     expect(spec.refresh).toBe('10m');
   });
 
+  it('fetch-timeout and once-timeout set the deadlines', () => {
+    const spec = annotationsToSpec({
+      ...base,
+      'sidekey.io/mode': 'init-only',
+      'sidekey.io/fetch-timeout': '5s',
+      'sidekey.io/once-timeout': '1m',
+    });
+    expect(spec.fetchTimeout).toBe('5s');
+    expect(spec.agent).toEqual({ mode: 'once', onceTimeout: '1m' });
+    const r = resolveSpec(spec);
+    expect([r.fetchTimeoutMs, r.agent.onceTimeoutMs]).toEqual([5000, 60_000]);
+    expect(annotationsToSpec({ ...base, 'sidekey.io/once-timeout': '10s' }).agent).toEqual({
+      onceTimeout: '10s',
+    });
+  });
+
   const cases: Array<[Record<string, string>, string, string]> = [
+    [{ 'sidekey.io/fetch-timeout': '0' }, 'SK_ERR_DURATION_INVALID', 'sidekey.io/fetch-timeout'],
+    [{ 'sidekey.io/once-timeout': '30' }, 'SK_ERR_DURATION_INVALID', 'sidekey.io/once-timeout'],
     [{ 'sidekey.io/bogus': 'x' }, 'SK_ERR_ANNOTATION_UNKNOWN', 'sidekey.io/bogus'],
     [{ 'sidekey.io/secret-DB': 'vault:a' }, 'SK_ERR_SECRET_NAME', 'sidekey.io/secret-DB'],
     [{ 'sidekey.io/secret-db': 'nocolon' }, 'SK_ERR_REF_SYNTAX', 'sidekey.io/secret-db'],

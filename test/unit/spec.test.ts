@@ -29,7 +29,8 @@ describe('resolveSpec', () => {
     expect(r.maxStale).toEqual({ afterMs: 0, action: 'keep' });
     expect(r.onChange).toEqual({ type: 'none' });
     expect(r.debounceMs).toBe(200);
-    expect(r.agent).toEqual({ mode: 'run', exitFile: undefined, metrics: undefined });
+    expect(r.agent).toEqual({ mode: 'run', exitFile: undefined, metrics: undefined, onceTimeoutMs: 30_000 });
+    expect(r.fetchTimeoutMs).toBe(30_000);
     expect(r.backends.file?.baseDir).toBe('/app');
     expect(r.secrets).toEqual([
       {
@@ -79,7 +80,8 @@ describe('resolveSpec', () => {
         maxStale: { after: '10m', action: 'fail' },
         onChange: 'signal:HUP@nginx',
         debounce: '1s',
-        agent: { mode: 'once', exitFile: '/tmp/done' },
+        fetchTimeout: '5s',
+        agent: { mode: 'once', exitFile: '/tmp/done', onceTimeout: '45s' },
         backends: { file: { baseDir: 'secrets' }, vault: { addr: 'https://vault:8200', role: 'app' } },
         secrets: {
           db: {
@@ -101,7 +103,13 @@ describe('resolveSpec', () => {
     expect(r.backoff).toEqual({ initialMs: 500, maxMs: 60_000 });
     expect(r.maxStale).toEqual({ afterMs: 600_000, action: 'fail' });
     expect(r.onChange).toEqual({ type: 'signal', signal: 'SIGHUP', process: 'nginx' });
-    expect(r.agent).toEqual({ mode: 'once', exitFile: '/tmp/done', metrics: undefined });
+    expect(r.agent).toEqual({
+      mode: 'once',
+      exitFile: '/tmp/done',
+      metrics: undefined,
+      onceTimeoutMs: 45_000,
+    });
+    expect(r.fetchTimeoutMs).toBe(5000);
     expect(r.backends.file?.baseDir).toBe('/app/secrets');
     expect(r.backends.vault).toEqual({ addr: 'https://vault:8200', role: 'app' });
     const [db, tls] = r.secrets;
@@ -176,6 +184,18 @@ describe('resolveSpec', () => {
       'spec:secrets.db.refresh',
     ],
     ['onChange', spec({ onChange: 'reload' }), 'SK_ERR_ON_CHANGE_INVALID', 'spec:onChange'],
+    [
+      'a zero deadline',
+      spec({ fetchTimeout: '0' }),
+      'SK_ERR_DURATION_INVALID',
+      'spec:fetchTimeout: a deadline must be above 0',
+    ],
+    [
+      'a zero once deadline',
+      spec({ agent: { onceTimeout: 0 } }),
+      'SK_ERR_DURATION_INVALID',
+      'spec:agent.onceTimeout: a deadline must be above 0',
+    ],
     [
       'two secrets, one file',
       spec({ secrets: { a: { ref: 'x:1', file: 'f' }, f: { ref: 'x:2' } } }),

@@ -5,11 +5,12 @@ import {
   SecretsManagerClient,
   type SecretsManagerClientConfig,
 } from '@aws-sdk/client-secrets-manager';
+import pRetry, { AbortError } from 'p-retry';
 import { type ErrorCode, SkError } from '../../errors.js';
 import type { SecretRef } from '../../refs.js';
 import type { Backends } from '../../spec.js';
 import { Limiter } from '../limit.js';
-import type { FetchResult, Provider, ProviderContext, ProviderFactory } from '../types.js';
+import type { FetchResult, Provider, ProviderContext, ProviderFactory, ProviderLogger } from '../types.js';
 import { type AwsSettings, awsBackend } from './descriptor.js';
 
 /**
@@ -26,8 +27,13 @@ import { type AwsSettings, awsBackend } from './descriptor.js';
  *   `?stage=`/`?version=` (which the batch call cannot express) and ids the batch did not answer are
  *   read one by one. When the IAM policy does not allow `secretsmanager:BatchGetSecretValue`, the
  *   provider says so once and reads one by one from then on.
- * - Throttling and 5xx: the SDK's standard retry mode (exponential backoff with full jitter),
- *   bounded by {@link AWS_MAX_ATTEMPTS}.
+ * - Throttling, 5xx, network errors and timeouts are retried here (not by the SDK, whose retries
+ *   neither see the call's deadline nor report how many were made): at most {@link AWS_MAX_ATTEMPTS}
+ *   attempts, exponential backoff with jitter, never an attempt that could not finish before the
+ *   call's deadline; errors say how many attempts were made.
+ * - Every attempt has a timeout that ends it ({@link AWS_REQUEST_TIMEOUT_MS}, cut to the call's
+ *   deadline; the SDK only warns unless `throwOnRequestTimeout`) and the call's AbortSignal. The
+ *   SDK's warnings go to the JSON log, never to stderr.
  */
 
 /** BatchGetSecretValue takes at most this many ids per call. */
@@ -38,6 +44,10 @@ export const AWS_MAX_ATTEMPTS = 4;
 export const AWS_MAX_IN_FLIGHT = 8;
 /** Per-request timeout. */
 export const AWS_REQUEST_TIMEOUT_MS = 10_000;
+/** Backoff between attempts: min·2^(n−1), up to max, times a random 1–2. */
+export const AWS_RETRY = Object.freeze({ minTimeoutMs: 100, maxTimeoutMs: 2000 });
+/** An attempt is started only if at least this long is left before the call's deadline. */
+const AWS_MIN_ATTEMPT_MS = 100;
 
 export const awsProvider: ProviderFactory = {
   name: 'aws',
@@ -50,8 +60,10 @@ export const awsProvider: ProviderFactory = {
 /** Test seams. */
 export interface AwsProviderOptions {
   env?: NodeJS.ProcessEnv;
-  /** Extra SDK client settings (tests: credentials, maxAttempts). */
+  /** Extra SDK client settings (tests: credentials). */
   clientConfig?: Partial<SecretsManagerClientConfig>;
+  /** Backoff between attempts (tests). */
+  retry?: { minTimeoutMs: number; maxTimeoutMs: number };
 }
 
 /** The AWS Secrets Manager provider; one SDK client per agent. */
@@ -62,6 +74,9 @@ export class AwsProvider implements Provider {
   /** Calls sent (each attempt counts), by operation: for tests and the bench. */
   readonly stats = { requests: 0, byOperation: {} as Record<string, number> };
   readonly #limiter = new Limiter(AWS_MAX_IN_FLIGHT);
+  readonly #retry: { minTimeoutMs: number; maxTimeoutMs: number };
+  /** Where the SDK's own log lines go: the log of the call in progress (JSON), never stderr. */
+  #sdkLog: ProviderLogger | undefined;
 
   /** The most calls that were in flight at once (tests, bench). */
   get peakInFlight(): number {
@@ -83,12 +98,29 @@ export class AwsProvider implements Provider {
     // The SDK warns (9 lines on stderr) about its future Node support policy when it starts on Node 20;
     // the agent's stderr is its user interface (one line per failure), and the image pins its Node.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    this.#retry = opts.retry ?? AWS_RETRY;
+    // The SDK writes its warnings (e.g. "a request has exceeded the configured requestTimeout") to
+    // console unless given a logger: into the JSON log with them, as warnings without any value.
+    const sdkLogger = {
+      debug: () => {},
+      info: () => {},
+      trace: () => {},
+      warn: (...m: unknown[]) => this.#sdkLog?.warn({ sdk: sdkText(m) }, 'aws sdk warning'),
+      error: (...m: unknown[]) => this.#sdkLog?.warn({ sdk: sdkText(m) }, 'aws sdk error'),
+    };
     this.#client = new SecretsManagerClient({
       ...(settings.region ? { region: settings.region } : {}),
       ...(endpoint ? { endpoint } : {}),
-      maxAttempts: AWS_MAX_ATTEMPTS,
-      retryMode: 'standard',
-      requestHandler: { requestTimeout: AWS_REQUEST_TIMEOUT_MS, connectionTimeout: 5000 },
+      // Retries are ours (see #send).
+      maxAttempts: 1,
+      logger: sdkLogger,
+      requestHandler: {
+        requestTimeout: AWS_REQUEST_TIMEOUT_MS,
+        connectionTimeout: 5000,
+        // Without it the SDK only logs a warning at requestTimeout and the request never ends.
+        throwOnRequestTimeout: true,
+        logger: sdkLogger,
+      },
       ...opts.clientConfig,
     });
     // Count every attempt that goes on the wire (inside the retry loop).
@@ -110,9 +142,7 @@ export class AwsProvider implements Provider {
     if (ref.options.version) input.VersionId = ref.options.version;
     let out: SecretFields;
     try {
-      out = await this.#limiter.run(() =>
-        this.#client.send(new GetSecretValueCommand(input), { abortSignal: ctx.signal }),
-      );
+      out = await this.#send((o) => this.#client.send(new GetSecretValueCommand(input), o), ctx);
     } catch (e) {
       throw mapAwsError(e, 'GetSecretValue', ref);
     }
@@ -226,17 +256,98 @@ export class AwsProvider implements Provider {
 
   /** @internal */
   sendBatch(chunk: string[], token: string | undefined, ctx: ProviderContext) {
-    return this.#limiter.run(() =>
-      this.#client.send(
-        new BatchGetSecretValueCommand({ SecretIdList: chunk, ...(token ? { NextToken: token } : {}) }),
-        { abortSignal: ctx.signal },
-      ),
-    );
+    const input = { SecretIdList: chunk, ...(token ? { NextToken: token } : {}) };
+    return this.#send((o) => this.#client.send(new BatchGetSecretValueCommand(input), o), ctx);
+  }
+
+  /**
+   * Send a command with our retries: throttling, 5xx, network errors and attempt timeouts, at most
+   * {@link AWS_MAX_ATTEMPTS} attempts, none that could not finish before the call's deadline. Each
+   * attempt has the call's AbortSignal and a timeout cut to the deadline. A failure carries the
+   * number of attempts made (`attempts`), for the message.
+   */
+  async #send<O>(
+    attempt: (opts: { abortSignal: AbortSignal; requestTimeout: number }) => Promise<O>,
+    ctx: ProviderContext,
+  ): Promise<O> {
+    this.#sdkLog = ctx.log;
+    const deadline = ctx.deadline ?? Number.POSITIVE_INFINITY;
+    let attempts = 0;
+    try {
+      return await pRetry(
+        () =>
+          this.#limiter.run(async () => {
+            if (ctx.signal.aborted) throw new AbortError('aborted');
+            attempts++;
+            const requestTimeout = Math.max(1, Math.min(AWS_REQUEST_TIMEOUT_MS, deadline - Date.now()));
+            try {
+              return await attempt({ abortSignal: ctx.signal, requestTimeout });
+            } catch (e) {
+              if (ctx.signal.aborted || !isRetryable(e)) throw new AbortError(e as Error);
+              throw e;
+            }
+          }),
+        {
+          retries: AWS_MAX_ATTEMPTS - 1,
+          minTimeout: this.#retry.minTimeoutMs,
+          maxTimeout: this.#retry.maxTimeoutMs,
+          factor: 2,
+          randomize: true,
+          signal: ctx.signal,
+          shouldRetry: ({ retriesConsumed }) => {
+            const wait =
+              2 * Math.min(this.#retry.maxTimeoutMs, this.#retry.minTimeoutMs * 2 ** retriesConsumed);
+            return Date.now() + wait + AWS_MIN_ATTEMPT_MS < deadline;
+          },
+        },
+      );
+    } catch (e) {
+      // p-retry wraps what it was told not to retry; the SDK's error is inside.
+      const inner = e instanceof AbortError ? ((e as { originalError?: unknown }).originalError ?? e) : e;
+      if (ctx.signal.aborted && ctx.signal.reason instanceof SkError) throw ctx.signal.reason;
+      if (inner !== null && typeof inner === 'object') (inner as { attempts?: number }).attempts = attempts;
+      throw inner;
+    }
   }
 
   async close(): Promise<void> {
     this.#client.destroy();
   }
+}
+
+/** The SDK's log arguments as one bounded line (they carry no values: timeouts, socket warnings). */
+function sdkText(m: unknown[]): string {
+  return m
+    .map((x) => (typeof x === 'string' ? x : x instanceof Error ? x.message : ''))
+    .join(' ')
+    .replace(/\s+/g, ' ')
+    .slice(0, 300);
+}
+
+const THROTTLING = new Set([
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'Throttling',
+  'RequestLimitExceeded',
+  'SlowDown',
+  'RequestThrottled',
+  'RequestThrottledException',
+]);
+
+/** Worth another attempt: throttling, 5xx, network errors, an attempt's timeout. */
+function isRetryable(e: unknown): boolean {
+  const name = errName(e);
+  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return (
+    THROTTLING.has(name) ||
+    name === 'InternalServiceError' ||
+    (status !== undefined && (status >= 500 || status === 429)) ||
+    NETWORK_CODES.has(name) ||
+    name === 'TimeoutError' ||
+    name === 'RequestTimeout' ||
+    name === 'ECONNRESET' ||
+    /socket hang up/i.test(String((e as Error | null)?.message ?? ''))
+  );
 }
 
 interface SecretFields {
@@ -321,6 +432,9 @@ export function mapAwsError(e: unknown, op: string, ref: SecretRef): SkError {
   if (e instanceof SkError) return e;
   const name = errName(e);
   const at = `${ref.raw}: aws ${op} ${ref.locator}`;
+  // How many attempts our retries made (#send); a batch entry's error had one.
+  const n = (e as { attempts?: unknown } | null)?.attempts;
+  const tries = typeof n === 'number' ? `${n} attempt${n === 1 ? '' : 's'}` : '1 attempt';
   const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
   let code: ErrorCode;
   let why: string;
@@ -342,13 +456,16 @@ export function mapAwsError(e: unknown, op: string, ref: SecretRef): SkError {
         : `AWS rejected the credentials (${name})`;
   } else if (name === 'ThrottlingException' || name === 'TooManyRequestsException') {
     code = 'SK_ERR_BACKEND_UNAVAILABLE';
-    why = `throttled after ${AWS_MAX_ATTEMPTS} attempts with backoff`;
+    why = `throttled (${name}) on ${tries} with backoff`;
   } else if (name === 'InternalServiceError' || (status !== undefined && status >= 500)) {
     code = 'SK_ERR_BACKEND_UNAVAILABLE';
-    why = `AWS answered ${name}${status ? ` (${status})` : ''} after ${AWS_MAX_ATTEMPTS} attempts`;
-  } else if (NETWORK_CODES.has(name) || name === 'TimeoutError' || name === 'RequestTimeout') {
+    why = `AWS answered ${name}${status ? ` (${status})` : ''} on ${tries}`;
+  } else if (name === 'TimeoutError' || name === 'RequestTimeout') {
     code = 'SK_ERR_BACKEND_UNAVAILABLE';
-    why = `unreachable (${name})`;
+    why = `timed out (no complete answer within the request timeout) on ${tries}`;
+  } else if (NETWORK_CODES.has(name)) {
+    code = 'SK_ERR_BACKEND_UNAVAILABLE';
+    why = name === 'ECONNRESET' ? `connection reset on ${tries}` : `unreachable (${name}) on ${tries}`;
   } else if (name === 'AbortError') {
     code = 'SK_ERR_BACKEND_UNAVAILABLE';
     why = 'aborted';

@@ -44,6 +44,8 @@ export class VaultAuth {
   #lastTokenCheck = 0;
   #tokenCheck: Promise<boolean> | undefined;
   #closed = false;
+  /** Aborted by close(): ends background work (token renewal, a login it started). */
+  readonly #closing = new AbortController();
 
   constructor(
     settings: Readonly<VaultSettings>,
@@ -69,6 +71,7 @@ export class VaultAuth {
   /** Stop renewing; the token is left to run out. */
   close(): void {
     this.#closed = true;
+    this.#closing.abort();
     if (this.#renewTimer) clearTimeout(this.#renewTimer);
     this.#renewTimer = undefined;
   }
@@ -225,10 +228,22 @@ export class VaultAuth {
     if (!Number.isFinite(t.expiresAt) || this.#closed) return;
     const left = t.expiresAt - this.#now();
     const delay = Math.max(1000, left * TOKEN_RENEW_FRACTION);
+    // The renewal runs later, outside the call that logged in (whose signal is done by then): it
+    // gets a context of its own, ended by close() or its own deadline.
     this.#renewTimer = setTimeout(() => {
-      void this.#renewToken(t, ctx);
+      void this.#renewToken(t, this.#backgroundCtx(ctx));
     }, delay);
     this.#renewTimer.unref();
+  }
+
+  /** A context for background work: aborted by close(), with a deadline of a few attempts. */
+  #backgroundCtx(from: ProviderContext): ProviderContext {
+    const ms = 4 * this.#http.timeoutMs;
+    return {
+      log: from.log,
+      signal: AbortSignal.any([this.#closing.signal, AbortSignal.timeout(ms)]),
+      deadline: Date.now() + ms,
+    };
   }
 
   /** Renew the token; when it cannot be renewed, drop it so the next request logs in again. */

@@ -7,12 +7,18 @@ import { isRecord } from '../../is-record.js';
 import { Limiter } from '../limit.js';
 import type { ProviderContext } from '../types.js';
 import type { VaultSettings } from './descriptor.js';
+import { type VaultRequester, VaultTransportError, vaultRequester } from './request.js';
 
 /**
  * Vault's HTTP seam: one node-vault client (address, namespace, TLS), requests with bounded retries
  * (429, 5xx, network errors; exponential backoff with jitter) under a cap on requests in flight, and
  * the mapping of Vault's answers to sidekey's error codes, sanitised of tokens and request ids.
  * Knows nothing about tokens beyond sending the one it is given.
+ *
+ * Deadlines: every request ends at `backends.vault.timeout` (the whole answer included) or the call's
+ * deadline, whichever comes first, and when the call's signal aborts (request.ts, our transport under
+ * node-vault); no retry is started that could not finish before the deadline, so the error is then
+ * Vault's own, not the engine's timeout.
  */
 
 /** Request timeout when `backends.vault.timeout` is not set. */
@@ -21,6 +27,8 @@ export const VAULT_DEFAULT_TIMEOUT_MS = 10_000;
 export const VAULT_RETRY = Object.freeze({ retries: 3, minTimeoutMs: 250, maxTimeoutMs: 4000 });
 /** Requests in flight to Vault at most, whatever the number of secrets (retry waits hold no slot). */
 export const VAULT_MAX_IN_FLIGHT = 8;
+/** A retry is started only if at least this long is left before the call's deadline. */
+const VAULT_MIN_ATTEMPT_MS = 100;
 
 export type HttpMethod = 'GET' | 'PUT' | 'POST';
 export type RetryPolicy = { retries: number; minTimeoutMs: number; maxTimeoutMs: number };
@@ -74,6 +82,7 @@ export class VaultHttp {
   readonly #timeoutMs: number;
   readonly #limiter = new Limiter(VAULT_MAX_IN_FLIGHT);
   #clientPromise: Promise<VaultClient> | undefined;
+  #requester: VaultRequester | undefined;
 
   /** Checks the address (SK_ERR_BACKEND_CONFIG) first; the timeout is checked by {@link parseTimeout}. */
   constructor(
@@ -95,14 +104,24 @@ export class VaultHttp {
     return this.#limiter.peak;
   }
 
-  /** node-vault bakes TLS settings into one https agent at creation, so the CA file is read first. */
+  /** The per-request timeout (`backends.vault.timeout`). */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  /** Close idle keep-alive sockets (the provider's close). */
+  destroy(): void {
+    this.#requester?.destroy();
+  }
+
+  /** The transport bakes TLS settings into one https agent at creation, so the CA file is read first. */
   #getClient(): Promise<VaultClient> {
     this.#clientPromise ??= (async () => {
       const s = this.#settings;
-      const requestOptions: Record<string, unknown> = {};
+      let ca: string | undefined;
       if (s.caCert) {
         try {
-          requestOptions.ca = await readFile(s.caCert, 'utf8');
+          ca = await readFile(s.caCert, 'utf8');
         } catch (e) {
           throw new SkError(
             'SK_ERR_BACKEND_CONFIG',
@@ -111,12 +130,17 @@ export class VaultHttp {
           );
         }
       }
-      if (s.tlsServerName) requestOptions.agentOptions = { servername: s.tlsServerName };
-      if (s.tlsSkipVerify) requestOptions.strictSSL = false;
+      // node-vault builds the URL and reads Vault's answer; the transport is ours (deadline, signal).
+      this.#requester = vaultRequester({
+        ...(ca !== undefined ? { ca } : {}),
+        ...(s.tlsServerName ? { servername: s.tlsServerName } : {}),
+        // node-vault's own transport honoured VAULT_SKIP_VERIFY as well
+        rejectUnauthorized: !s.tlsSkipVerify && !this.#env.VAULT_SKIP_VERIFY,
+      });
       const client = nodeVault({
         endpoint: this.#addr,
         namespace: s.namespace ?? this.#env.VAULT_NAMESPACE,
-        requestOptions,
+        'request-promise': this.#requester,
       });
       // node-vault would pick VAULT_TOKEN up by itself; tokens are sent per request by the auth seam.
       client.token = '';
@@ -140,28 +164,36 @@ export class VaultHttp {
   ): Promise<unknown> {
     const client = await this.#getClient();
     const retries = opts.retries ?? this.#retry.retries;
+    const deadline = ctx.deadline ?? Number.POSITIVE_INFINITY;
     return pRetry(
       async () => {
         if (ctx.signal.aborted) throw new AbortError('aborted');
-        this.#stats.requests++;
-        try {
-          return await this.#limiter.run(() =>
-            client.request({
+        return this.#limiter.run(async () => {
+          // Waiting for a slot may have used the time up: no request that cannot finish.
+          if (ctx.signal.aborted) throw new AbortError('aborted');
+          const timeout = Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now()));
+          this.#stats.requests++;
+          try {
+            return await client.request({
               path: `/${path}`,
               method,
               ...(body ? { json: body } : {}),
               headers: token ? { 'X-Vault-Token': token } : {},
-              timeout: this.#timeoutMs,
-            }),
-          );
-        } catch (e) {
-          const http = toHttp(e);
-          if (http) {
-            if (!retryableStatus(http.status)) throw new AbortError(httpCarrier(http));
-            throw httpCarrier(http);
+              timeout,
+              signal: ctx.signal,
+            });
+          } catch (e) {
+            const http = toHttp(e);
+            if (http) {
+              if (!retryableStatus(http.status)) throw new AbortError(httpCarrier(http));
+              throw httpCarrier(http);
+            }
+            // A 2xx that is not JSON, or too large: the same again would not help.
+            if (e instanceof VaultTransportError && (e.kind === 'not-json' || e.kind === 'too-large'))
+              throw new AbortError(e);
+            throw e;
           }
-          throw e;
-        }
+        });
       },
       {
         retries,
@@ -170,6 +202,14 @@ export class VaultHttp {
         factor: 2,
         randomize: true,
         signal: ctx.signal,
+        // No retry that could not finish before the deadline: fail now with the real cause (the
+        // engine would otherwise end the call as a timeout, hiding it). The longest wait before
+        // retry n is min(max, min·2^(n−1)), doubled by the randomisation.
+        shouldRetry: ({ retriesConsumed }) => {
+          const wait =
+            2 * Math.min(this.#retry.maxTimeoutMs, this.#retry.minTimeoutMs * 2 ** retriesConsumed);
+          return Date.now() + wait + VAULT_MIN_ATTEMPT_MS < deadline;
+        },
         onFailedAttempt: ({ error, retriesLeft }) => {
           if (retriesLeft > 0) {
             ctx.log.debug(
@@ -181,10 +221,13 @@ export class VaultHttp {
       },
     ).catch((e: unknown) => {
       // p-retry wraps the carrier of an AbortError in its own AbortError; unwrap.
+      const original = (e as { originalError?: unknown }).originalError;
       const inner =
-        e instanceof AbortError && isHttp((e as { originalError?: unknown }).originalError)
-          ? (e as { originalError?: unknown }).originalError
+        e instanceof AbortError && (isHttp(original) || original instanceof VaultTransportError)
+          ? original
           : e;
+      // Aborted by the call's signal: say why (the deadline, or the agent stopping).
+      if (ctx.signal.aborted && !isHttp(inner)) throw new Aborted(ctx.signal.reason);
       throw inner;
     });
   }
@@ -265,18 +308,59 @@ export function authError(e: unknown, what: string): SkError {
   return networkError(e, what);
 }
 
+/** The call's signal aborted: its reason (the engine's SK_ERR_BACKEND_TIMEOUT, or stopping). */
+class Aborted extends Error {
+  override readonly name = 'AbortError';
+  constructor(readonly reason: unknown) {
+    super('aborted');
+  }
+}
+
 function networkError(e: unknown, where: string): SkError {
+  if (e instanceof Aborted && e.reason instanceof SkError) {
+    return new SkError(e.reason.code, `${where}: vault request ended: ${e.reason.message}`, { where });
+  }
   const err = e as { code?: string; message?: string; name?: string } | null;
   if (err?.name === 'AbortError') {
     return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${where}: vault request aborted`, { where, cause: e });
   }
+  if (e instanceof VaultTransportError) {
+    if (e.kind === 'not-json') {
+      return new SkError(
+        'SK_ERR_BACKEND_RESPONSE',
+        `${where}: vault answered ${e.status} with a body that is not JSON (a proxy or another server at this address?)`,
+        { where },
+      );
+    }
+    if (e.kind === 'too-large') {
+      return new SkError('SK_ERR_BACKEND_RESPONSE', `${where}: vault answer too large (over 4 MiB)`, {
+        where,
+      });
+    }
+    if (e.kind === 'truncated') {
+      return new SkError(
+        'SK_ERR_BACKEND_UNAVAILABLE',
+        `${where}: vault answer cut off (the connection closed mid-answer)`,
+        { where },
+      );
+    }
+  }
   const code = err?.code ?? 'error';
+  if (code.startsWith('HPE_')) {
+    return new SkError(
+      'SK_ERR_BACKEND_RESPONSE',
+      `${where}: vault answered something that is not HTTP (${code}; a proxy or another server at this address?)`,
+      { where },
+    );
+  }
   const why =
     code === 'ECONNABORTED' || code === 'ETIMEDOUT'
       ? 'timed out'
-      : /CERT|SELF_SIGNED|VERIFY|^ERR_TLS|^ERR_SSL|^EPROTO$/.test(code)
-        ? `TLS failed (${code})`
-        : `unreachable (${code})`;
+      : code === 'ECONNRESET'
+        ? 'connection reset (ECONNRESET)'
+        : /CERT|SELF_SIGNED|VERIFY|^ERR_TLS|^ERR_SSL|^EPROTO$/.test(code)
+          ? `TLS failed (${code})`
+          : `unreachable (${code})`;
   return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${where}: vault ${why}`, { where, cause: e });
 }
 

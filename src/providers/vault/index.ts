@@ -250,6 +250,14 @@ export class VaultProvider implements Provider {
     if (this.#closed) return;
     this.#closed = true;
     this.#auth.close();
+    try {
+      await this.#revokeOnClose(ctx);
+    } finally {
+      this.#http.destroy();
+    }
+  }
+
+  async #revokeOnClose(ctx: ProviderContext): Promise<void> {
     if (!this.#settings.revokeOnShutdown || !this.#auth.hasToken) return;
     // The agent's signal is already aborted when it closes providers: revoke under a short deadline
     // of our own. Best effort: a failed revoke only means the lease runs out on its own.

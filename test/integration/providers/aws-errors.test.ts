@@ -95,8 +95,57 @@ describe('aws provider failure paths (Secrets Manager API emulator)', () => {
     expect(e.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
     expect(e.message).toContain('throttled');
     expect(seen).toHaveLength(AWS_MAX_ATTEMPTS);
+    // the message counts the attempts that were sent, no more, no fewer
+    expect(e.message).toContain(`on ${AWS_MAX_ATTEMPTS} attempts`);
     expect(e.message).not.toContain('req-emulated');
     await p.close();
+  });
+
+  it('a short deadline: no attempt that could not finish in time, and the message says how many were sent', async () => {
+    seen.length = 0;
+    script = () => error(400, 'ThrottlingException');
+    const p = new AwsProvider(
+      { region: 'us-east-1', endpoint },
+      {
+        clientConfig: { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } },
+        retry: { minTimeoutMs: 200, maxTimeoutMs: 2000 },
+      },
+    );
+    const t0 = Date.now();
+    const e = await skErr(p.fetch(parseRef('aws:app'), { ...ctx, deadline: t0 + 700 }));
+    expect(Date.now() - t0).toBeLessThan(700);
+    expect(e.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
+    // waits of up to 400 ms, then 800 ms: the second retry would not fit
+    expect(seen.length).toBeLessThan(AWS_MAX_ATTEMPTS);
+    expect(e.message).toContain(`throttled (ThrottlingException) on ${seen.length} attempt`);
+    expect(p.stats.requests).toBe(seen.length);
+    await p.close();
+  });
+
+  it('an answer that never comes is ended by the request timeout or the call signal, not waited for', async () => {
+    const hung = http.createServer(() => {});
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
+    const p = new AwsProvider(
+      { region: 'us-east-1', endpoint: `http://127.0.0.1:${(hung.address() as AddressInfo).port}` },
+      { clientConfig: { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } },
+    );
+    const warned: string[] = [];
+    const t0 = Date.now();
+    const abort = new AbortController();
+    const e = await skErr(
+      p.fetch(parseRef('aws:app'), {
+        signal: abort.signal,
+        deadline: t0 + 600,
+        log: { ...ctx.log, warn: (o, m) => void warned.push(`${m} ${JSON.stringify(o)}`) },
+      }),
+    );
+    // the attempt's timeout is cut to the deadline: ~600 ms, not the SDK's 10 s
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(e.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
+    expect(e.message).toMatch(/timed out .* on 1 attempt$/);
+    await p.close();
+    hung.closeAllConnections();
+    hung.close();
   });
 
   it('DecryptionFailure → SK_ERR_BACKEND_DENIED naming kms:Decrypt, not retried', async () => {

@@ -82,6 +82,29 @@ describe('sidekey status', () => {
     ]);
   });
 
+  test('a WAITING column while a backend call runs: how long it has been waiting', () => {
+    const stuck: StatusDocument = {
+      ...doc,
+      secrets: {
+        db: {
+          file: 'db',
+          version: '7',
+          fetchedAt: '2026-11-26T05:15:00.000Z',
+          inFlight: {
+            call: 'vault fetch of vault:secret/data/app#password',
+            since: '2026-11-26T05:19:48.000Z',
+          },
+        },
+        api: { file: 'api', version: '3', fetchedAt: '2026-11-26T05:19:30.000Z' },
+      },
+    };
+    expect(formatStatusTable(stuck, '/run/sidekey', now).split('\n').slice(1, 4)).toEqual([
+      'SECRET  FILE  VERSION  AGE  WAITING  LAST ERROR',
+      'db      db    7        5m   12s      -',
+      'api     api   3        30s  -        -',
+    ]);
+  });
+
   test('the directory: --dir, else the spec output.dir, else /run/sidekey; a missing or foreign file is named', async () => {
     expect(await statusDir({ dir: '/x/y' }, {})).toBe('/x/y');
     expect(await statusDir({}, {})).toBe('/run/sidekey');
