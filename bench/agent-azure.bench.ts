@@ -2,7 +2,19 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAzureEmulator } from '../test/integration/servers/azure-emulator.ts';
-import { BIN, benchRoot, exited, median, pollUntil, procMemory, type Row, ready, sleep } from './lib.ts';
+import {
+  BIN,
+  benchRoot,
+  exited,
+  median,
+  minMax,
+  pollUntil,
+  type Row,
+  ready,
+  sampleMemory,
+  spawnToReady,
+  steadyRssRow,
+} from './lib.ts';
 
 /**
  * The agent with 50 `azure:` secrets, read from the Key Vault / Entra emulator (test tree) on
@@ -15,7 +27,6 @@ import { BIN, benchRoot, exited, median, pollUntil, procMemory, type Row, ready,
 const N = 50;
 const RUNS = 7;
 const SECTION = `agent (${N} secrets, azure: Key Vault emulator)`;
-const mib = (kib: number) => kib / 1024;
 
 export async function run(): Promise<Row[]> {
   const emu = await startAzureEmulator();
@@ -49,46 +60,30 @@ export async function run(): Promise<Row[]> {
     const toReady: number[] = [];
     const before = emu.requests.length;
     for (let i = 0; i < RUNS; i++) {
-      rmSync(out, { recursive: true, force: true });
-      const t0 = performance.now();
-      const child = agent([]);
-      toReady.push((await pollUntil(() => ready(out), 30_000)) - t0);
-      child.kill('SIGTERM');
-      await exited(child);
+      toReady.push(await spawnToReady(() => agent([]), out, { timeoutMs: 30_000 }));
     }
     const perRun = (emu.requests.length - before) / RUNS;
 
     rmSync(out, { recursive: true, force: true });
     const child = agent([]);
-    let last: ReturnType<typeof procMemory>;
-    let at30: ReturnType<typeof procMemory>;
+    let samples: Awaited<ReturnType<typeof sampleMemory>>;
     try {
       await pollUntil(() => ready(out), 30_000);
       // V8's memory reducer shrinks the heap once the agent has been idle a while; on a loaded machine
       // that took 30–50 s after the first write, so sample for 60 s and take the last figure.
-      for (let i = 0; i < 30; i++) await sleep(1000);
-      at30 = procMemory(child.pid!);
-      for (let i = 0; i < 30; i++) await sleep(1000);
-      last = procMemory(child.pid!);
+      samples = await sampleMemory(child.pid!, 60);
     } finally {
       child.kill('SIGTERM');
       await exited(child);
     }
     return [
-      {
-        section: SECTION,
-        metric: 'agent RSS at steady state (VmRSS)',
-        value: mib(last.rss),
-        unit: 'MiB',
-        max: 48,
-        note: `after 60 s: anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; ${mib(at30.rss).toFixed(1)} MiB after 30 s; peak ${mib(last.hwm).toFixed(1)} MiB`,
-      },
+      steadyRssRow(SECTION, samples, 30),
       {
         section: SECTION,
         metric: 'spawn → all files written (..data visible)',
         value: median(toReady),
         unit: 'ms',
-        note: `median of ${RUNS}; min ${Math.min(...toReady).toFixed(0)}, max ${Math.max(...toReady).toFixed(0)}; ${perRun.toFixed(0)} HTTPS requests per start (challenge, token, ${N} reads)`,
+        note: `median of ${RUNS}; ${minMax(toReady)}; ${perRun.toFixed(0)} HTTPS requests per start (challenge, token, ${N} reads)`,
       },
     ];
   } finally {

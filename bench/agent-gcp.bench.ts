@@ -5,12 +5,15 @@ import {
   benchRoot,
   exited,
   median,
+  minMax,
+  onceToExit,
   pollUntil,
-  procMemory,
   type Row,
   ready,
-  sleep,
+  sampleMemory,
   spawnSidekey,
+  spawnToReady,
+  steadyRssRow,
 } from './lib.ts';
 
 /**
@@ -25,7 +28,6 @@ const N = 50;
 const RUNS = 7;
 const SECTION = `agent (${N} secrets, gcp: emulator)`;
 const GSA = 'bench@sk-emulated.iam.gserviceaccount.com';
-const mib = (kib: number) => kib / 1024;
 
 export async function run(): Promise<Row[]> {
   const emu = await startGcpEmulator({ metadataServiceAccount: GSA });
@@ -81,21 +83,9 @@ async function memory(emu: GcpEmulator, spec: string, out: string): Promise<Row[
     const access = emu.count('access') - access0;
     const tokens = emu.count('metadata') - token0;
     // Steady state, as in agent.bench.ts: sample for 30 s and take the last figure.
-    const samples: Array<ReturnType<typeof procMemory>> = [];
-    for (let i = 0; i < 30; i++) {
-      await sleep(1000);
-      samples.push(procMemory(child.pid!));
-    }
-    const last = samples.at(-1)!;
+    const samples = await sampleMemory(child.pid!, 30);
     return [
-      {
-        section: SECTION,
-        metric: 'agent RSS at steady state (VmRSS)',
-        value: mib(last.rss),
-        unit: 'MiB',
-        max: 48,
-        note: `after 30 s: anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; peak ${mib(last.hwm).toFixed(1)} MiB`,
-      },
+      steadyRssRow(SECTION, samples),
       {
         section: SECTION,
         metric: 'API calls for the first complete file set',
@@ -115,19 +105,8 @@ async function startup(spec: string, out: string): Promise<Row[]> {
   const toReady: number[] = [];
   const toExit: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    rmSync(out, { recursive: true, force: true });
-    const t0 = performance.now();
-    const child = spawnSidekey(['agent', '-c', spec]);
-    toReady.push((await pollUntil(() => ready(out), 20_000)) - t0);
-    child.kill('SIGTERM');
-    await exited(child);
-
-    rmSync(out, { recursive: true, force: true });
-    const t1 = performance.now();
-    const once = spawnSidekey(['agent', '--once', '-c', spec]);
-    const code = await exited(once);
-    if (code !== 0) throw new Error(`agent --once exited ${code}`);
-    toExit.push(performance.now() - t1);
+    toReady.push(await spawnToReady(() => spawnSidekey(['agent', '-c', spec]), out, { timeoutMs: 20_000 }));
+    toExit.push(await onceToExit(spec, out));
   }
   return [
     {
@@ -136,7 +115,7 @@ async function startup(spec: string, out: string): Promise<Row[]> {
       value: median(toReady),
       unit: 'ms',
       max: 150,
-      note: `median of ${RUNS}; min ${Math.min(...toReady).toFixed(0)}, max ${Math.max(...toReady).toFixed(0)} (one token + 50 reads over loopback)`,
+      note: `median of ${RUNS}; ${minMax(toReady)} (one token + 50 reads over loopback)`,
     },
     {
       section: SECTION,

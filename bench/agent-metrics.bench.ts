@@ -1,9 +1,12 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { freePort } from '../test/integration/servers/common.ts';
 import {
   exited,
   makeFixture,
   median,
+  mib,
+  minMax,
+  type ProcMemory,
   pollUntil,
   procMemory,
   type Row,
@@ -11,6 +14,7 @@ import {
   removeFixture,
   sleep,
   spawnSidekey,
+  spawnToReady,
 } from './lib.ts';
 
 /**
@@ -22,18 +26,6 @@ import {
 const N = 50;
 const RUNS = 7;
 const SECTION = `agent metrics listener (${N} secrets, file:)`;
-const mib = (kib: number) => kib / 1024;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address() as net.AddressInfo;
-      s.close(() => resolve(a.port));
-    });
-  });
-}
 
 export async function run(): Promise<Row[]> {
   const off = makeFixture(N);
@@ -60,7 +52,7 @@ async function memory(
     let bytes = 0;
     // 40 s, sampled every second; the figure is the median of the last 10 samples of each (V8's memory
     // reducer shrinks an idle heap at a moment that differs between the two processes).
-    const samples: Array<{ a: ReturnType<typeof procMemory>; b: ReturnType<typeof procMemory> }> = [];
+    const samples: Array<{ a: ProcMemory; b: ProcMemory }> = [];
     for (let i = 0; i < 40; i++) {
       await sleep(1000);
       if (i % 5 === 0) bytes = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).length;
@@ -142,16 +134,15 @@ async function startup(
       ['off', off],
       ['on', on],
     ] as const) {
-      rmSync(fx.out, { recursive: true, force: true });
-      const t0 = performance.now();
-      const child = spawnSidekey(['agent', '-c', fx.spec]);
-      t[k].push((await pollUntil(() => ready(fx.out))) - t0);
-      if (k === 'on') {
+      const whileUp = async (t0: number) => {
         while (!(await readyz())) await sleep(1);
         probe.push(performance.now() - t0);
-      }
-      child.kill('SIGTERM');
-      await exited(child);
+      };
+      t[k].push(
+        await spawnToReady(() => spawnSidekey(['agent', '-c', fx.spec]), fx.out, {
+          whileUp: k === 'on' ? whileUp : undefined,
+        }),
+      );
     }
   }
   return [
@@ -160,7 +151,7 @@ async function startup(
       metric: `spawn → all files written, listener ${k}`,
       value: median(t[k]),
       unit: 'ms',
-      note: `median of ${RUNS}, interleaved; min ${Math.min(...t[k]).toFixed(0)}, max ${Math.max(...t[k]).toFixed(0)}`,
+      note: `median of ${RUNS}, interleaved; ${minMax(t[k])}`,
     })),
     {
       section: SECTION,

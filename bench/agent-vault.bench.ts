@@ -5,10 +5,14 @@ import path from 'node:path';
 import { IMAGE_NODE_OPTION } from '../sidecar/v8-flags.ts';
 import { type OpenBao, startOpenBao } from '../test/integration/servers/openbao.ts';
 import {
+  anonFile,
   BIN,
+  bashCpuMs,
   benchRoot,
   exited,
   median,
+  mib,
+  type ProcMemory,
   pollUntil,
   procMemory,
   type Row,
@@ -40,7 +44,6 @@ const N = 50;
 const SECTION = `agent (${N} secrets, vault: OpenBao)`;
 const RUNS = Number(process.env.SIDEKEY_BENCH_RUNS ?? 15);
 const RSS_SECONDS = Number(process.env.SIDEKEY_BENCH_RSS_SECONDS ?? 60);
-const mib = (kib: number) => kib / 1024;
 
 export interface Variant {
   label: string;
@@ -170,16 +173,7 @@ function cpuMs(node: string, args: string[], cwd: string, env: Record<string, st
     if (r.status !== 0 || !line) throw new Error(`perf stat failed (${r.status}): ${r.stderr.slice(-200)}`);
     return Number(line.split(',')[0]);
   }
-  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-  const r = spawnSync('bash', ['-c', `${[node, ...args].map(q).join(' ')} >/dev/null 2>&1; times`], {
-    cwd,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
-  const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  const t = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
-  if (r.status !== 0 || t.length !== 2) throw new Error(`could not time ${args.join(' ')}`);
-  return t[0]! + t[1]!;
+  return bashCpuMs([node, ...args], { cwd, env });
 }
 
 async function wallMs(
@@ -286,7 +280,7 @@ export async function measureRss(
   });
   try {
     for (const c of children) await pollUntil(() => ready(c.out), 30_000);
-    const samples = new Map<Variant, Array<ReturnType<typeof procMemory>>>(vs.map((v) => [v, []]));
+    const samples = new Map<Variant, ProcMemory[]>(vs.map((v) => [v, []]));
     for (let t = 0; t < seconds; t++) {
       await sleep(1000);
       for (const c of children) {
@@ -324,6 +318,6 @@ async function memory(fx: VaultFixture, vs: readonly Variant[], refresh: string)
     value: mib(m.rss),
     unit: 'MiB',
     max: refresh === '2s' ? 56 : 48,
-    note: `median of the last 10 s: anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB; peak ${mib(m.hwm).toFixed(1)} MiB`,
+    note: `median of the last 10 s: ${anonFile(m)}; peak ${mib(m.hwm).toFixed(1)} MiB`,
   }));
 }

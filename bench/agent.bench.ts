@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,17 +8,26 @@ import { loadSpecFile } from '../src/load.ts';
 import { silentLogger } from '../src/log.ts';
 import { defaultRegistry } from '../src/providers/index.ts';
 import {
+  anonFile,
   BIN,
+  bashCpuMs,
   exited,
   makeFixture,
   median,
+  mib,
+  minMax,
+  onceToExit,
+  type ProcMemory,
   pollUntil,
   procMemory,
   type Row,
   ready,
   removeFixture,
+  sampleMemory,
   sleep,
   spawnSidekey,
+  spawnToReady,
+  steadyRssRow,
 } from './lib.ts';
 
 /**
@@ -29,7 +38,6 @@ import {
 const N = 50;
 const RUNS = 7;
 const SECTION = `agent (${N} secrets, file:)`;
-const mib = (kib: number) => kib / 1024;
 
 export async function run(): Promise<Row[]> {
   const fx = makeFixture(N);
@@ -47,23 +55,11 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
     await pollUntil(() => ready(fx.out));
     // Steady state: V8's memory reducer shrinks the heap once the process has been idle for a while
     // (10–20 s after start-up here), so sample for 30 s and take the last figure.
-    const samples: Array<ReturnType<typeof procMemory>> = [];
-    for (let i = 0; i < 30; i++) {
-      await sleep(1000);
-      samples.push(procMemory(child.pid!));
-    }
+    const samples = await sampleMemory(child.pid!, 30);
     const last = samples.at(-1)!;
-    const at5s = samples[4]!;
     const base = await baseline();
     return [
-      {
-        section: SECTION,
-        metric: 'agent RSS at steady state (VmRSS)',
-        value: mib(last.rss),
-        unit: 'MiB',
-        max: 48,
-        note: `after 30 s: anon ${mib(last.anon).toFixed(1)} + file-backed ${mib(last.file).toFixed(1)} MiB; ${mib(at5s.rss).toFixed(1)} MiB after 5 s; peak ${mib(last.hwm).toFixed(1)} MiB`,
-      },
+      steadyRssRow(SECTION, samples, 5),
       base.row,
       await esmBaseline(),
       {
@@ -81,7 +77,7 @@ async function memory(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
 }
 
 /** For scale: a bare `node` process that does nothing, measured the same way. */
-async function baseline(): Promise<ReturnType<typeof procMemory> & { row: Row }> {
+async function baseline(): Promise<ProcMemory & { row: Row }> {
   const m = await idleRss(['-e', 'setInterval(() => {}, 1000)']);
   return {
     ...m,
@@ -90,7 +86,7 @@ async function baseline(): Promise<ReturnType<typeof procMemory> & { row: Row }>
       metric: 'for scale: an idle `node -e` process (VmRSS)',
       value: mib(m.rss),
       unit: 'MiB',
-      note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
+      note: anonFile(m),
     },
   };
 }
@@ -108,11 +104,11 @@ async function esmBaseline(): Promise<Row> {
     metric: 'for scale: an idle ES module that used fs/promises and a hash',
     value: mib(m.rss),
     unit: 'MiB',
-    note: `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`,
+    note: anonFile(m),
   };
 }
 
-async function idleRss(args: string[]): Promise<ReturnType<typeof procMemory>> {
+async function idleRss(args: string[]): Promise<ProcMemory> {
   const child = spawn(process.execPath, args, { stdio: 'ignore' });
   try {
     await sleep(2000);
@@ -143,19 +139,8 @@ async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
     bare.push((await pollUntil(() => ready(fx.out))) - tn);
     await exited(node);
 
-    rmSync(fx.out, { recursive: true, force: true });
-    const t0 = performance.now();
-    const child = spawnSidekey(['agent', '-c', fx.spec]);
-    toReady.push((await pollUntil(() => ready(fx.out))) - t0);
-    child.kill('SIGTERM');
-    await exited(child);
-
-    rmSync(fx.out, { recursive: true, force: true });
-    const t1 = performance.now();
-    const once = spawnSidekey(['agent', '--once', '-c', fx.spec]);
-    const code = await exited(once);
-    if (code !== 0) throw new Error(`agent --once exited ${code}`);
-    toExit.push(performance.now() - t1);
+    toReady.push(await spawnToReady(() => spawnSidekey(['agent', '-c', fx.spec]), fx.out));
+    toExit.push(await onceToExit(fx.spec, fx.out));
   }
   const cpu = onceCpuMs(fx.spec);
   return [
@@ -165,7 +150,7 @@ async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
       value: median(toReady),
       unit: 'ms',
       max: 150,
-      note: `median of ${RUNS}; min ${Math.min(...toReady).toFixed(0)}, max ${Math.max(...toReady).toFixed(0)}`,
+      note: `median of ${RUNS}; ${minMax(toReady)}`,
     },
     {
       section: SECTION,
@@ -191,24 +176,12 @@ async function startup(fx: ReturnType<typeof makeFixture>): Promise<Row[]> {
   ];
 }
 
-/**
- * CPU time of `agent --once`, from bash's `times` (children's user and system time), which Node's
- * child_process does not report.
- */
+/** CPU time of `agent --once` (user + sys, from bash's `times`). */
 function onceCpuMs(spec: string): number[] {
   const out: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     rmSync(path.join(path.dirname(spec), 'out'), { recursive: true, force: true });
-    const r = spawnSync(
-      'bash',
-      ['-c', `"${process.execPath}" "${BIN}" agent --once -c "${spec}" 2>/dev/null >/dev/null; times`],
-      { encoding: 'utf8' },
-    );
-    // `times` prints the shell's, then its children's "<user>m<s>s <sys>m<s>s".
-    const line = r.stdout.trim().split('\n').at(-1) ?? '';
-    const t = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
-    if (r.status !== 0 || t.length !== 2) throw new Error(`could not time agent --once: ${r.stderr}`);
-    out.push(t[0]! + t[1]!);
+    out.push(bashCpuMs([process.execPath, BIN, 'agent', '--once', '-c', spec]));
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -130,4 +130,101 @@ export function exited(child: ChildProcess): Promise<number | null> {
 
 export function ready(out: string): boolean {
   return existsSync(path.join(out, '..data'));
+}
+
+export const mib = (kib: number) => kib / 1024;
+
+export type ProcMemory = ReturnType<typeof procMemory>;
+
+/** `anon A + file-backed F MiB` of a memory reading. */
+export function anonFile(m: { anon: number; file: number }): string {
+  return `anon ${mib(m.anon).toFixed(1)} + file-backed ${mib(m.file).toFixed(1)} MiB`;
+}
+
+/** `min A, max B` of a series of milliseconds. */
+export function minMax(xs: readonly number[]): string {
+  return `min ${Math.min(...xs).toFixed(0)}, max ${Math.max(...xs).toFixed(0)}`;
+}
+
+/** Memory of a live process, read once a second for `seconds` s (the first reading after 1 s). */
+export async function sampleMemory(pid: number, seconds: number): Promise<ProcMemory[]> {
+  const samples: ProcMemory[] = [];
+  for (let i = 0; i < seconds; i++) {
+    await sleep(1000);
+    samples.push(procMemory(pid));
+  }
+  return samples;
+}
+
+/**
+ * The "agent RSS at steady state" row from once-a-second samples: the last one, with the reading
+ * after `alsoAfter` s in the note when asked for.
+ */
+export function steadyRssRow(section: string, samples: readonly ProcMemory[], alsoAfter?: number): Row {
+  const last = samples.at(-1)!;
+  const also =
+    alsoAfter === undefined
+      ? ''
+      : `${mib(samples[alsoAfter - 1]!.rss).toFixed(1)} MiB after ${alsoAfter} s; `;
+  return {
+    section,
+    metric: 'agent RSS at steady state (VmRSS)',
+    value: mib(last.rss),
+    unit: 'MiB',
+    max: 48,
+    note: `after ${samples.length} s: ${anonFile(last)}; ${also}peak ${mib(last.hwm).toFixed(1)} MiB`,
+  };
+}
+
+/**
+ * Milliseconds from spawning a long-running agent (`start`) to its complete file set in `out`
+ * (`out` is removed first); then `whileUp` (if any) runs and the agent is stopped.
+ */
+export async function spawnToReady(
+  start: () => ChildProcess,
+  out: string,
+  opts: { timeoutMs?: number; whileUp?: (t0: number) => Promise<void> } = {},
+): Promise<number> {
+  rmSync(out, { recursive: true, force: true });
+  const t0 = performance.now();
+  const child = start();
+  try {
+    const dt = (await pollUntil(() => ready(out), opts.timeoutMs)) - t0;
+    await opts.whileUp?.(t0);
+    return dt;
+  } finally {
+    child.kill('SIGTERM');
+    await exited(child);
+  }
+}
+
+/** Milliseconds from spawning `agent --once -c <spec>` to its exit 0 (`out` is removed first). */
+export async function onceToExit(spec: string, out: string): Promise<number> {
+  rmSync(out, { recursive: true, force: true });
+  const t0 = performance.now();
+  const code = await exited(spawnSidekey(['agent', '--once', '-c', spec]));
+  if (code !== 0) throw new Error(`agent --once exited ${code}`);
+  return performance.now() - t0;
+}
+
+/**
+ * CPU time (ms, user + system) of one run of `cmd`, from bash's `times` (its children's times),
+ * which Node's child_process does not report. Output discarded.
+ */
+export function bashCpuMs(
+  cmd: readonly string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): number {
+  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+  const r = spawnSync('bash', ['-c', `${cmd.map(q).join(' ')} >/dev/null 2>&1; times`], {
+    cwd: opts.cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...opts.env },
+  });
+  // `times` prints the shell's, then its children's "<user>m<s>s <sys>m<s>s".
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  const t = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
+  if (r.status !== 0 || t.length !== 2)
+    throw new Error(`could not time ${cmd.slice(1).join(' ')}: ${r.stderr}`);
+  return t[0]! + t[1]!;
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SkError } from '../../../src/errors.ts';
 import { AWS_MAX_ATTEMPTS, AwsProvider } from '../../../src/providers/aws/index.ts';
 import { parseRef } from '../../../src/refs.ts';
+import { skErr } from '../../helpers/provider.ts';
 import { testCtx } from './vault-fixture.ts';
 
 /**
@@ -61,16 +62,6 @@ function provider(): AwsProvider {
     { region: 'us-east-1', endpoint },
     { clientConfig: { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } },
   );
-}
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if ((e as SkError).name === 'SkError') return e as SkError;
-    throw e;
-  }
-  throw new Error('expected an SkError');
 }
 
 describe('aws provider failure paths (Secrets Manager API emulator)', () => {

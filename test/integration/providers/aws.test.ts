@@ -14,9 +14,10 @@ import {
 } from '../../../src/providers/aws/index.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
-import type { FetchResult, SecretValue } from '../../../src/providers/types.ts';
+import type { FetchResult } from '../../../src/providers/types.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { CANARY } from '../../helpers/cli.ts';
+import { skErr, text } from '../../helpers/provider.ts';
 import { freePort } from '../servers/common.ts';
 import { type Moto, type MotoUser, startMoto } from '../servers/moto.ts';
 import { testCtx } from './vault-fixture.ts';
@@ -40,21 +41,6 @@ afterAll(async () => {
 
 function provider(endpoint = moto.endpoint, c: typeof creds | MotoUser = creds): AwsProvider {
   return new AwsProvider({ region: 'us-east-1', endpoint }, { clientConfig: { credentials: c } });
-}
-
-function text(v: SecretValue): string {
-  if (v.kind !== 'bytes') throw new Error(`expected bytes, got ${v.kind}`);
-  return v.bytes.toString('utf8');
-}
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isSkError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected an SkError');
 }
 
 /** POST requests moto logged (each Secrets Manager call is one POST /). */

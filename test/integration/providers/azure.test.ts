@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSkError, type SkError } from '../../../src/errors.ts';
+import type { SkError } from '../../../src/errors.ts';
 import {
   AZURE_MAX_ATTEMPTS,
   AzureProvider,
@@ -13,9 +13,9 @@ import {
 } from '../../../src/providers/azure/index.ts';
 import type { AzureSettings } from '../../../src/providers/azure/settings.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
-import type { SecretValue } from '../../../src/providers/types.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { createCa } from '../../e2e/harness/pki.ts';
+import { skErr, text } from '../../helpers/provider.ts';
 import {
   CANARY,
   describeProviderContract,
@@ -107,21 +107,6 @@ function provider(over: Partial<AzureSettings> = {}, opts: AzureProviderOptions 
   return new AzureProvider({ ...s.settings, ...over }, { ...s.opts, ...opts });
 }
 const ref = (name: string, extra = '') => `azure:${s.emu.vaultName}/${name}${extra}`;
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isSkError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected an SkError');
-}
-
-function text(v: SecretValue): string {
-  if (v.kind !== 'bytes') throw new Error(`expected bytes, got ${v.kind}`);
-  return v.bytes.toString('utf8');
-}
 
 /** Nothing secret in an error: no value, no token the emulator issued, no client assertion. */
 function expectClean(e: SkError): void {

@@ -2,13 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSkError, type SkError } from '../../../src/errors.ts';
 import { GcpProvider } from '../../../src/providers/gcp/index.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
-import type { SecretValue } from '../../../src/providers/types.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { CANARY } from '../../helpers/cli.ts';
+import { skErr as anySkErr, text } from '../../helpers/provider.ts';
 import { describeProviderContract, expectNoCanary } from '../../unit/providers/contract.ts';
 import { freePort } from '../servers/common.ts';
 import { type GcpEmulator, startGcpEmulator } from '../servers/gcp-emulator.ts';
@@ -21,23 +20,8 @@ const GSA = 'agent@sk-emulated.iam.gserviceaccount.com';
 const ctx = testCtx();
 const fast = { backoffMs: 20 };
 
-function text(v: SecretValue): string {
-  if (v.kind !== 'bytes') throw new Error(`expected bytes, got ${v.kind}`);
-  return v.bytes.toString('utf8');
-}
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isSkError(e)) {
-      expectNoCanary(e);
-      return e;
-    }
-    throw e;
-  }
-  throw new Error('expected an SkError');
-}
+/** Every error in this file is also checked for the canary. */
+const skErr = (p: Promise<unknown>) => anySkErr(p, expectNoCanary);
 
 /** A provider on the GKE path: the metadata server. */
 function metadataProvider(emu: GcpEmulator, extra: Record<string, unknown> = {}): GcpProvider {

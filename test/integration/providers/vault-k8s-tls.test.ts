@@ -7,26 +7,16 @@ import os from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SkError } from '../../../src/errors.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
 import { VaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { CANARY } from '../../helpers/cli.ts';
+import { skErr } from '../../helpers/provider.ts';
 import { type OpenBao, startOpenBao } from '../servers/openbao.ts';
 import { jwtWith, testCtx } from './vault-fixture.ts';
 
 const ctx = testCtx();
 const fast = { retries: 1, minTimeoutMs: 20, maxTimeoutMs: 50 };
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if ((e as SkError).name === 'SkError') return e as SkError;
-    throw e;
-  }
-  throw new Error('expected an SkError');
-}
 
 /**
  * Kubernetes auth: a real OpenBao whose kubernetes auth method reviews the pod's token through the

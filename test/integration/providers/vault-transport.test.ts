@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SkError } from '../../../src/errors.ts';
 import { VaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
+import { skErr } from '../../helpers/provider.ts';
 import { testCtx } from './vault-fixture.ts';
 
 /**
@@ -42,16 +42,6 @@ function provider(addr: string, timeout = '5s'): VaultProvider {
       retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 },
     },
   );
-}
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if ((e as SkError).name === 'SkError') return e as SkError;
-    throw e;
-  }
-  throw new Error('expected an SkError');
 }
 
 const ref = parseRef('vault:secret/data/app#password');

@@ -2,14 +2,14 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SkError } from '../../../src/errors.ts';
 import { defaultRegistry } from '../../../src/providers/index.ts';
 import { selectKey } from '../../../src/providers/select-key.ts';
-import type { Lease, SecretValue } from '../../../src/providers/types.ts';
+import type { Lease } from '../../../src/providers/types.ts';
 import type { VaultSettings } from '../../../src/providers/vault/descriptor.ts';
 import { VAULT_MAX_IN_FLIGHT, VaultProvider, vaultProvider } from '../../../src/providers/vault/index.ts';
 import { parseRef } from '../../../src/refs.ts';
 import { CANARY } from '../../helpers/cli.ts';
+import { skErr, text } from '../../helpers/provider.ts';
 import { freePort } from '../servers/common.ts';
 import { DB_DEFAULT_TTL_S, startVaultWorld, testCtx, type VaultWorld } from './vault-fixture.ts';
 
@@ -39,21 +39,6 @@ function approle(extra: Partial<VaultSettings> = {}): VaultProvider {
     },
     { retry: fast },
   );
-}
-
-function text(v: SecretValue): string {
-  if (v.kind !== 'bytes') throw new Error(`expected bytes, got ${v.kind}`);
-  return v.bytes.toString('utf8');
-}
-
-async function skErr(p: Promise<unknown>): Promise<SkError> {
-  try {
-    await p;
-  } catch (e) {
-    if ((e as SkError).name === 'SkError') return e as SkError;
-    throw e;
-  }
-  throw new Error('expected an SkError');
 }
 
 describe('vault provider against a real OpenBao server', () => {

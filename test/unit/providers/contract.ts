@@ -103,6 +103,16 @@ export function describeProviderContract(
       return v.kind === 'bytes' ? v.bytes.toString('utf8') : '';
     };
     const withKey = (ref: string, key: string) => `${ref}#${key}`;
+    /** The value `ref` (with its #key, if any) reads as now. */
+    const read = async (ref: string): Promise<string> =>
+      text(selectKey((await fetch(ref)).value, parseRef(ref)));
+    /** Fetching `ref` fails with `code`, the message naming the ref, the canary nowhere in the error. */
+    const expectFetchFails = async (ref: string, code: string): Promise<void> => {
+      const err = await catchSkAsync(() => fetch(ref));
+      expect(err.code).toBe(code);
+      expect(err.message).toContain(parseRef(ref).raw);
+      expectNoCanary(err);
+    };
 
     beforeAll(async () => {
       h = await createHarness();
@@ -169,10 +179,7 @@ export function describeProviderContract(
 
     it('fails with SK_ERR_SOURCE_NOT_FOUND naming the ref for a missing secret', async () => {
       const raw = h.missingRef();
-      const err = await catchSkAsync(() => fetch(raw));
-      expect(err.code).toBe('SK_ERR_SOURCE_NOT_FOUND');
-      expect(err.message).toContain(raw);
-      expectNoCanary(err);
+      await expectFetchFails(raw, 'SK_ERR_SOURCE_NOT_FOUND');
     });
 
     it('fails with SK_ERR_SOURCE_NOT_FOUND after the secret is deleted, without the old value', async () => {
@@ -180,19 +187,13 @@ export function describeProviderContract(
       const ref = await h.putString(nm, CANARY);
       await fetch(ref);
       await h.remove(nm);
-      const err = await catchSkAsync(() => fetch(ref));
-      expect(err.code).toBe('SK_ERR_SOURCE_NOT_FOUND');
-      expect(err.message).toContain(parseRef(ref).raw);
-      expectNoCanary(err);
+      await expectFetchFails(ref, 'SK_ERR_SOURCE_NOT_FOUND');
     });
 
     if (features.unreadable) {
       it('fails with SK_ERR_SOURCE_UNREADABLE for an unparsable secret, without its content', async () => {
         const ref = await h.putUnreadable!(uniq('bad'), `{ "a": ${CANARY} ][`);
-        const err = await catchSkAsync(() => fetch(ref));
-        expect(err.code).toBe('SK_ERR_SOURCE_UNREADABLE');
-        expect(err.message).toContain(parseRef(ref).raw);
-        expectNoCanary(err);
+        await expectFetchFails(ref, 'SK_ERR_SOURCE_UNREADABLE');
       });
     }
 
@@ -200,23 +201,17 @@ export function describeProviderContract(
       it('a denied read is SK_ERR_BACKEND_DENIED naming the ref, without the value', async () => {
         const ref = await h.putString(uniq('denied'), CANARY);
         await h.fault!('denied', 1);
-        const err = await catchSkAsync(() => fetch(ref));
-        expect(err.code).toBe('SK_ERR_BACKEND_DENIED');
-        expect(err.message).toContain(parseRef(ref).raw);
-        expectNoCanary(err);
+        await expectFetchFails(ref, 'SK_ERR_BACKEND_DENIED');
         await h.clearFaults!();
-        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(CANARY);
+        expect(await read(ref)).toBe(CANARY);
       });
 
       it('an unavailable backend is SK_ERR_BACKEND_UNAVAILABLE naming the ref; reads work again after', async () => {
         const ref = await h.putString(uniq('unavail'), CANARY);
         await h.fault!('unavailable', 1000);
-        const err = await catchSkAsync(() => fetch(ref));
-        expect(err.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
-        expect(err.message).toContain(parseRef(ref).raw);
-        expectNoCanary(err);
+        await expectFetchFails(ref, 'SK_ERR_BACKEND_UNAVAILABLE');
         await h.clearFaults!();
-        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(CANARY);
+        expect(await read(ref)).toBe(CANARY);
       });
 
       it('a throttled read (429) is retried and succeeds', async () => {
@@ -224,7 +219,7 @@ export function describeProviderContract(
         await fetch(ref); // credentials in hand: the count below is reads only
         const before = h.requests?.();
         await h.fault!('throttled', 1);
-        expect(text(selectKey((await fetch(ref)).value, parseRef(ref)))).toBe(`t-${CANARY}`);
+        expect(await read(ref)).toBe(`t-${CANARY}`);
         if (before !== undefined) expect(h.requests!() - before).toBe(2);
         await h.clearFaults!();
       });
@@ -232,10 +227,7 @@ export function describeProviderContract(
       it('a garbage answer is SK_ERR_BACKEND_RESPONSE naming the ref', async () => {
         const ref = await h.putString(uniq('garbage'), CANARY);
         await h.fault!('garbage', 1);
-        const err = await catchSkAsync(() => fetch(ref));
-        expect(err.code).toBe('SK_ERR_BACKEND_RESPONSE');
-        expect(err.message).toContain(parseRef(ref).raw);
-        expectNoCanary(err);
+        await expectFetchFails(ref, 'SK_ERR_BACKEND_RESPONSE');
         await h.clearFaults!();
       });
     }

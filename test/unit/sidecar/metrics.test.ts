@@ -27,6 +27,18 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+/** A listener on a free loopback port with no engine behind it (yet), closed after the test. */
+async function listenerWithoutEngine(): Promise<AgentListener> {
+  const l = await startAgentListener({
+    port: 0,
+    address: '127.0.0.1',
+    log: silentLogger,
+    status: () => undefined,
+  });
+  cleanups.push(() => l.close());
+  return l;
+}
+
 async function until(what: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await what())) {
@@ -113,13 +125,7 @@ describe('the agent listener (real engine, file: source)', () => {
   });
 
   test('404 elsewhere, 405 for other methods, HEAD answers without a body', async () => {
-    const l = await startAgentListener({
-      port: 0,
-      address: '127.0.0.1',
-      log: silentLogger,
-      status: () => undefined,
-    });
-    cleanups.push(() => l.close());
+    const l = await listenerWithoutEngine();
     expect((await get(l, '/')).status).toBe(404);
     expect((await get(l, '/metrics', 'POST')).status).toBe(405);
     expect(await get(l, '/healthz', 'HEAD')).toMatchObject({ status: 200, text: '' });
@@ -128,13 +134,7 @@ describe('the agent listener (real engine, file: source)', () => {
   });
 
   test('a port in use is SK_ERR_LISTEN naming agent.metrics and the address', async () => {
-    const l = await startAgentListener({
-      port: 0,
-      address: '127.0.0.1',
-      log: silentLogger,
-      status: () => undefined,
-    });
-    cleanups.push(() => l.close());
+    const l = await listenerWithoutEngine();
     await expect(
       startAgentListener({
         port: l.address.port,
