@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
  *   it starts with a synthetic ADDED for the existing object ("get state and start at most recent");
  * - bearer-token authentication (401 `Status` otherwise) and per-token authorisation by resource
  *   name (403 `Status` like the real RBAC message otherwise);
- * - one global, increasing `resourceVersion`.
+ * - one global, increasing `resourceVersion`;
+ * - list pagination ("Retrieving large results sets in chunks"): `limit` returns at most that many
+ *   items and an opaque `metadata.continue` while more remain; a request with `continue` resumes
+ *   there (a token for another resource or scope is a 400, like the API server's).
  *
  * Test controls: {@link K8sApiEmulator.put}, {@link K8sApiEmulator.remove}, failing the next watch
  * requests, cutting open watches, and counters of requests per kind.
@@ -25,7 +28,9 @@ export class K8sApiEmulator {
   /** Number of upcoming watch requests to answer with this status instead of a stream. */
   failWatches = 0;
   failWatchStatus = 500;
-  readonly counts = { get: 0, watch: 0 };
+  readonly counts = { get: 0, watch: 0, list: 0 };
+  /** The `limit` of every list request (undefined: none), in order. */
+  readonly listLimits: Array<number | undefined> = [];
   /**
    * Workload objects served by the list endpoints (`GET /api/v1/pods`, `/apis/apps/v1/deployments`,
    * `/apis/batch/v1/namespaces/{ns}/cronjobs`, …), keyed by resource plural (`pods`, `deployments`).
@@ -186,18 +191,44 @@ export class K8sApiEmulator {
       url.pathname,
     );
     if (req.method === 'GET' && wl && wl[2] !== 'secrets') {
+      this.counts.list += 1;
       const ns = wl[1] ? decodeURIComponent(wl[1]) : undefined;
-      const items = (this.workloads.get(wl[2]!) ?? []).filter(
+      const all = (this.workloads.get(wl[2]!) ?? []).filter(
         (o) => ns === undefined || (o.metadata as { namespace?: string } | undefined)?.namespace === ns,
       );
+      const limitParam = url.searchParams.get('limit');
+      const limit = limitParam ? Number(limitParam) : undefined;
+      this.listLimits.push(limit);
+      const scope = `${wl[2]}/${ns ?? '*'}`;
+      let offset = 0;
+      const cont = url.searchParams.get('continue');
+      if (cont) {
+        let token: { scope?: string; offset?: number } = {};
+        try {
+          token = JSON.parse(Buffer.from(cont, 'base64url').toString());
+        } catch {}
+        if (token.scope !== scope || typeof token.offset !== 'number') {
+          this.#status(res, 400, 'BadRequest', 'continue key is not valid');
+          return;
+        }
+        offset = token.offset;
+      }
+      const end = limit && limit > 0 ? Math.min(all.length, offset + limit) : all.length;
+      const next =
+        end < all.length
+          ? Buffer.from(JSON.stringify({ scope, offset: end })).toString('base64url')
+          : undefined;
       res.writeHead(200, { 'content-type': 'application/json' });
       // Like the API server: list items carry no kind/apiVersion.
       res.end(
         JSON.stringify({
           kind: 'List',
           apiVersion: 'v1',
-          metadata: { resourceVersion: String(this.#rv) },
-          items: items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
+          metadata: {
+            resourceVersion: String(this.#rv),
+            ...(next ? { continue: next, remainingItemCount: all.length - end } : {}),
+          },
+          items: all.slice(offset, end).map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
         }),
       );
       return;
