@@ -66,7 +66,8 @@ export function apiError(e: unknown, call: string, conn: Pick<KubeConnection, 'k
               : 'SK_ERR_BACKEND_RESPONSE';
     return new SkError(code, `${call}: HTTP ${e.code} from ${conn.server}`, { where: call });
   }
-  const why = networkCode(e) ?? (e instanceof Error ? e.name : 'error');
+  if (process.env.SIDEKEY_DEBUG) console.error(e);
+  const why = networkCode(e) ?? firstLine(e);
   return new SkError('SK_ERR_BACKEND_UNAVAILABLE', `${call}: cannot reach ${conn.server} (${why})`, {
     where: call,
   });

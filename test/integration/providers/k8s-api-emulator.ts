@@ -36,6 +36,12 @@ export class K8sApiEmulator {
    * `/apis/batch/v1/namespaces/{ns}/cronjobs`, …), keyed by resource plural (`pods`, `deployments`).
    */
   readonly workloads = new Map<string, Array<Record<string, unknown>>>();
+  /**
+   * Admission for `POST /api/v1/namespaces/{ns}/pods` (only `dryRun=All` is served: nothing is stored):
+   * the pod as the mutating webhooks leave it, or a denial message (answered like the API server, a
+   * 400 `Status` "admission webhook … denied the request: …"). Unset: no webhook, the pod comes back as sent.
+   */
+  admit?: (pod: Record<string, unknown>, namespace: string) => Record<string, unknown> | { denied: string };
   /** Every Authorization header seen (tests check the token file is used). */
   readonly seenTokens: string[] = [];
 
@@ -185,6 +191,36 @@ export class K8sApiEmulator {
         const obj = this.#object(ns, name);
         if (obj) res.write(`${JSON.stringify({ type: 'ADDED', object: obj })}\n`);
       }
+      return;
+    }
+    const podCreate = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    if (req.method === 'POST' && podCreate) {
+      const ns = decodeURIComponent(podCreate[1]!);
+      if (url.searchParams.get('dryRun') !== 'All') {
+        this.#status(res, 405, 'MethodNotAllowed', 'the emulator only serves dry-run pod creation');
+        return;
+      }
+      let raw = '';
+      req.on('data', (c) => {
+        raw += c;
+      });
+      req.on('end', () => {
+        const pod = JSON.parse(raw) as { metadata?: Record<string, unknown> };
+        const meta = { ...pod.metadata, namespace: ns, uid: `dry-${this.#rv}` } as Record<string, unknown>;
+        if (!meta.name && typeof meta.generateName === 'string') meta.name = `${meta.generateName}x7k2p`;
+        const admitted = this.admit ? this.admit({ ...pod, metadata: meta }, ns) : { ...pod, metadata: meta };
+        if ('denied' in admitted) {
+          this.#status(
+            res,
+            400,
+            'BadRequest',
+            `admission webhook "inject.sidekey.io" denied the request: ${admitted.denied}`,
+          );
+          return;
+        }
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(admitted));
+      });
       return;
     }
     const wl = /^\/(?:api\/v1|apis\/(?:apps|batch)\/v1)(?:\/namespaces\/([^/]+))?\/([a-z]+)$/.exec(
