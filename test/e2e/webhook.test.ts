@@ -151,7 +151,11 @@ describe('webhook against a real kube-apiserver', () => {
       injected: true,
       agent: { name: 'sidekey-agent', nativeSidecar: true },
     });
-    // The webhook's own namespace is never sent to it: the pod comes back without the agent.
+    // The webhook's own namespace is never sent to it: the pod comes back without the agent. (No
+    // controller-manager here: the pod's "default" ServiceAccount must be created by hand.)
+    await k.core
+      .createNamespacedServiceAccount({ namespace: sk.namespace, body: { metadata: { name: 'default' } } })
+      .catch(() => {});
     const excluded = await runCli(['check-webhook', '-n', sk.namespace], { env });
     expect(excluded.code).toBe(1);
     expect(excluded.stderr).toMatch(
