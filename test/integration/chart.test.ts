@@ -671,7 +671,7 @@ describe('helm chart charts/sidekey', () => {
       expect(pod.metadata.namespace).toBe(NS);
       const c = pod.spec.containers[0];
       expect(c.image).toBe('registry.example.com/platform/sidekey:0.1.0');
-      expect(c.args).toEqual(['check-webhook', '--namespace=sidekey-smoke', '--timeout=5s']);
+      expect(c.args).toEqual(['check-webhook', '--namespace=sidekey-smoke', '--timeout=15s']);
       expect(pod.spec.serviceAccountName).toBe(one(hooks, 'ServiceAccount').metadata.name);
       expect(pod.spec.restartPolicy).toBe('Never');
       const role = one(hooks, 'Role');
