@@ -62,7 +62,7 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 function commit() {
   if (process.env.SIDEKEY_COMMIT) return process.env.SIDEKEY_COMMIT;
   try {
-    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
       cwd: new URL('..', import.meta.url).pathname,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],

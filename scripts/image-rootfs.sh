@@ -52,7 +52,7 @@ if ! $in_place; then
   fi
   # The staging copy has no .git: pass the commit `sidekey version` reports.
   if [ -z "${SIDEKEY_COMMIT:-}" ] && git -C "$repo" rev-parse HEAD >/dev/null 2>&1; then
-    SIDEKEY_COMMIT="$(git -C "$repo" rev-parse --short=12 "${commit:-HEAD}")"
+    SIDEKEY_COMMIT="$(git -C "$repo" rev-parse "${commit:-HEAD}")"
     export SIDEKEY_COMMIT
   fi
   if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git -C "$repo" rev-parse HEAD >/dev/null 2>&1; then

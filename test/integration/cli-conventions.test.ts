@@ -44,7 +44,7 @@ describe('sidekey version', () => {
     expect(table.stdout).toContain(`commit:   ${doc.commit}`);
     expect(table.stdout).toContain(`node:     ${process.version}`);
     // Built from this checkout: the commit is its HEAD.
-    const head = spawnSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' });
     if (head.status === 0) expect(doc.commit).toBe(head.stdout.trim());
     // --version stays the bare version (scripts read it).
     expect((await runCli(['--version'])).stdout).toBe(`${PKG.version}\n`);
