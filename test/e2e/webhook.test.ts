@@ -151,6 +151,13 @@ describe('webhook against a real kube-apiserver', () => {
       injected: true,
       agent: { name: 'sidekey-agent', nativeSidecar: true },
     });
+    // A namespace enforcing the restricted Pod Security Standard: the dry-run pod passes validation.
+    const restricted = await createNamespace(k, uniqueName('restricted-check'), {
+      'pod-security.kubernetes.io/enforce': 'restricted',
+    });
+    const strict = await runCli(['check-webhook', '-n', restricted], { env });
+    expect(strict.code, strict.stderr).toBe(0);
+    expect(strict.stdout).toContain(`ok: the webhook injected a dry-run pod in namespace ${restricted}`);
     // The webhook's own namespace is never sent to it: the pod comes back without the agent. (No
     // controller-manager here: the pod's "default" ServiceAccount must be created by hand.)
     await k.core
