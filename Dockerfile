@@ -25,7 +25,9 @@ COPY . .
 # pinned Node binary for TARGETARCH. File times come from SOURCE_DATE_EPOCH.
 ARG SOURCE_DATE_EPOCH
 ARG TARGETARCH
-RUN bash scripts/image-rootfs.sh --node --in-place /rootfs
+# `sidekey version` reports it (the build context has no .git): the same REVISION as the OCI label.
+ARG REVISION=unknown
+RUN SIDEKEY_COMMIT="${REVISION}" bash scripts/image-rootfs.sh --node --in-place /rootfs
 
 # No shell, no package manager: glibc, libstdc++, CA certificates and a nonroot user (65532), plus the
 # rootfs above. `sidekey` starts through its `#!/usr/local/bin/node` line, so the injected command

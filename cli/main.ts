@@ -12,7 +12,37 @@ import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError } from '../src/errors.js';
  * other commands' modules altogether: see {@link agentFastPath}. Everything else, including any
  * unusual spelling of the agent's options, goes through commander.
  */
-const COMMANDS = ['agent', 'dev', 'run', 'status', 'webhook', 'inject', 'scan', 'migrate', 'schema'] as const;
+const COMMANDS = [
+  'init',
+  'dev',
+  'run',
+  'agent',
+  'status',
+  'webhook',
+  'check-webhook',
+  'inject',
+  'scan',
+  'migrate',
+  'schema',
+  'version',
+  'completion',
+] as const;
+
+/** Root `--help`: what people type first. */
+const ROOT_HELP = `
+Examples:
+  sidekey init && sidekey dev                 a starter sidekey.yaml, rendered into files and kept current
+  sidekey run -- node server.js               start an app with <ENV>_FILE pointing at its secret files
+  sidekey scan -A                             find secrets in environment variables across the cluster
+  sidekey migrate -f deploy.yaml --dry-run    what moving them to sidekey annotations changes
+  sidekey inject -f pod.yaml                  preview what the webhook does to a pod
+  kubectl exec <pod> -c sidekey-agent -- sidekey status    what an agent holds (never values)
+  sidekey check-webhook -n shop               does the installed webhook answer?
+  source <(sidekey completion bash)           shell completion (bash, zsh, fish)
+
+-o/--output is always the format of what a command prints (table, json, yaml); files and
+directories have their own flags (--output-file, --output-dir). Colour only on a terminal and
+never with NO_COLOR set. Docs: https://github.com/sidekey/sidekey/tree/main/docs`;
 
 export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
@@ -31,11 +61,25 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
     const { Command } = await import('commander');
+    const { VERSION } = await import('../src/version.ts');
+    const { useColor, painter } = await import('../src/cli-output.ts');
+    // Help is styled always; commander strips the styles unless the stream has colours (below).
+    const paint = painter(true);
     const program: Command = new Command('sidekey')
       .description('Secrets out of environment variables, into files on tmpfs.')
-      .version(process.env.SIDEKEY_VERSION ?? '0.1.0')
+      .version(VERSION)
       .exitOverride()
-      .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+      .configureOutput({
+        writeErr: (s) => process.stderr.write(s),
+        // One rule for colour (src/cli-output.ts): a terminal, and never with NO_COLOR.
+        getOutHasColors: () => useColor(process.stdout),
+        getErrHasColors: () => useColor(process.stderr),
+      })
+      .configureHelp({
+        styleTitle: (t) => paint('bold', t),
+        styleCommandText: (t) => paint('bold', t),
+      })
+      .addHelpText('after', ROOT_HELP);
     for (const name of COMMANDS) {
       const mod = (await import(`./commands/${name}.ts`)) as { register(p: Command): void };
       mod.register(program);

@@ -3,6 +3,8 @@
 // dynamic import(), and code splitting keeps each in its own chunk: `sidekey agent` with file: refs
 // never loads the AWS SDK or the Kubernetes client.
 
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
@@ -54,6 +56,22 @@ const builtinsByRequire = {
 };
 
 const outdir = new URL('../dist/', import.meta.url).pathname;
+
+/** `sidekey version`: the package version, and the commit (SIDEKEY_COMMIT, else git, else unknown). */
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+function commit() {
+  if (process.env.SIDEKEY_COMMIT) return process.env.SIDEKEY_COMMIT;
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: new URL('..', import.meta.url).pathname,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
 // No clean by default: several test runs may build at once, and removing dist/ under a running CLI
 // breaks it. Chunk names carry content hashes, so stale chunks are harmless; `--clean` for releases.
 if (process.argv.includes('--clean')) await rm(outdir, { recursive: true, force: true });
@@ -75,6 +93,10 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [zodEnglishOnly, builtinsByRequire],
+  define: {
+    __SIDEKEY_VERSION__: JSON.stringify(pkg.version),
+    __SIDEKEY_COMMIT__: JSON.stringify(commit()),
+  },
   // Some CommonJS dependencies call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __skCreateRequire } from 'node:module'; const require = __skCreateRequire(import.meta.url);",

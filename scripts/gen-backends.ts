@@ -3,7 +3,8 @@
 //
 // - docs/annotations.md: the backend annotation table;
 // - charts/sidekey/values.schema.json: `properties.backends` (the cluster defaults' JSON Schema);
-// - charts/sidekey/values.yaml: the `backends:` defaults block.
+// - charts/sidekey/values.yaml: the `backends:` defaults block;
+// - docs/install.md: the values reference (scripts/gen-values-doc.ts), which lists those keys too.
 //
 // `npm run gen:backends` rewrites them; `npm run gen:backends -- --check` exits 1 when one is stale.
 // test/unit/gen-backends.test.ts fails when a committed file differs from what this generates.
@@ -18,6 +19,9 @@ import {
   settingFormatText,
 } from '../src/providers/backend.ts';
 import { BACKENDS } from '../src/providers/builtin.ts';
+import { generatedDoc as generatedValuesDoc, FILES as VALUES_DOC_FILES } from './gen-values-doc.ts';
+
+const VALUES_DOC = VALUES_DOC_FILES.doc;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -124,10 +128,16 @@ export function generatedFiles(read = (f: string) => readFileSync(`${ROOT}/${f}`
     chartValuesBlock(),
     FILES.chartValues,
   );
+  const schemaText = `${JSON.stringify(schema, null, 2)}\n`;
+  // The values reference in docs/install.md lists the backends' keys too: regenerated with them.
+  const installDoc = generatedValuesDoc((f) =>
+    f === FILES.chartSchema ? schemaText : f === FILES.chartValues ? values : read(f),
+  );
   return [
     { path: FILES.annotationsDoc, content: doc },
-    { path: FILES.chartSchema, content: `${JSON.stringify(schema, null, 2)}\n` },
+    { path: FILES.chartSchema, content: schemaText },
     { path: FILES.chartValues, content: values },
+    { path: VALUES_DOC, content: installDoc },
   ];
 }
 

@@ -50,6 +50,11 @@ if ! $in_place; then
     mapfile -t context < <(sed -n 's/^!\(.*\)$/\1/p' "$repo/.dockerignore" | sed 's#/$##')
     (cd "$repo" && tar -cf - --exclude='*.tmp' "${context[@]}") | tar -xf - -C "$stage"
   fi
+  # The staging copy has no .git: pass the commit `sidekey version` reports.
+  if [ -z "${SIDEKEY_COMMIT:-}" ] && git -C "$repo" rev-parse HEAD >/dev/null 2>&1; then
+    SIDEKEY_COMMIT="$(git -C "$repo" rev-parse "${commit:-HEAD}")"
+    export SIDEKEY_COMMIT
+  fi
   if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git -C "$repo" rev-parse HEAD >/dev/null 2>&1; then
     SOURCE_DATE_EPOCH="$(git -C "$repo" log -1 --format=%ct "${commit:-HEAD}")"
     export SOURCE_DATE_EPOCH

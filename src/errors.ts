@@ -141,6 +141,11 @@ export const ERRORS = {
     status: 500,
   },
   SK_ERR_TLS: { summary: 'the TLS certificate or key cannot be loaded', kind: 'runtime', status: 500 },
+  SK_ERR_WEBHOOK_CHECK: {
+    summary: 'sidekey check-webhook: the API server did not return an injected dry-run pod',
+    kind: 'runtime',
+    status: 500,
+  },
   SK_ERR_LISTEN: {
     summary: "the agent's metrics and health listener cannot bind its address and port",
     kind: 'runtime',

@@ -28,6 +28,14 @@ function scrapeAnnotations(pod: Pod, plan: Plan, d: ClusterDefaults): Record<str
   };
 }
 
+/** The pod's image pull secrets plus the agent image's (config `agent.imagePullSecrets`), each name once. */
+function pullSecrets(pod: Pod, d: ClusterDefaults): { imagePullSecrets?: { name: string }[] } {
+  const own = pod.spec?.imagePullSecrets ?? [];
+  const missing = d.agent.imagePullSecrets.filter((n) => !own.some((s) => s.name === n));
+  if (missing.length === 0) return {};
+  return { imagePullSecrets: [...own, ...missing.map((name) => ({ name }))] };
+}
+
 export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
   const spec = pod.spec!;
   const volumes: Volume[] = [secretsVolume(plan)];
@@ -54,6 +62,7 @@ export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
     spec: {
       ...spec,
       ...(plan.shareProcessNamespace ? { shareProcessNamespace: true } : {}),
+      ...pullSecrets(pod, d),
       volumes: [...(spec.volumes ?? []), ...volumes],
       initContainers: [...init, ...(spec.initContainers ?? [])],
       containers: [

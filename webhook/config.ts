@@ -42,6 +42,7 @@ const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optio
 const AGENT_DEFAULTS = {
   image: 'ghcr.io/sidekey/sidekey:0.1.0',
   imagePullPolicy: 'IfNotPresent',
+  imagePullSecrets: [],
   command: ['sidekey'],
   mode: 'auto',
   refresh: '5m',
@@ -68,6 +69,12 @@ export const webhookConfigSchema = z
         /** The agent image (the sidekey image). */
         image: z.string().min(1).default(AGENT_DEFAULTS.image),
         imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default(AGENT_DEFAULTS.imagePullPolicy),
+        /**
+         * Secrets (names, in the pod's namespace) the kubelet uses to pull the agent image from a
+         * private registry; added to every injected pod's `imagePullSecrets` (names it already lists
+         * are kept once).
+         */
+        imagePullSecrets: z.array(z.string().min(1)).default([]),
         /**
          * How to start sidekey inside the image: the agent container runs `[...command, 'agent', …]`
          * and the startup probe execs `[...command, 'agent', '--probe']`. Default `["sidekey"]`, the

@@ -14,7 +14,7 @@ export interface ClusterDefaults {
   readonly resources: WebhookConfig['agent']['resources'];
   readonly runAsUser: number;
   readonly runAsGroup: number;
-  readonly agent: Pick<WebhookConfig['agent'], 'image' | 'imagePullPolicy' | 'command'>;
+  readonly agent: Pick<WebhookConfig['agent'], 'image' | 'imagePullPolicy' | 'imagePullSecrets' | 'command'>;
   /** The agent's metrics listener: port 0 = off unless a pod sets `sidekey.io/metrics-port`. */
   readonly metrics: WebhookConfig['agent']['metrics'];
 }
@@ -45,6 +45,7 @@ export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean):
     agent: {
       image: config.agent.image,
       imagePullPolicy: config.agent.imagePullPolicy,
+      imagePullSecrets: config.agent.imagePullSecrets,
       command: config.agent.command,
     },
     metrics: config.agent.metrics,

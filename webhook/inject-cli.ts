@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
+import { outputFormat } from '../src/cli-output.js';
 import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import { KUBE_VERSION_RE, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
@@ -12,6 +13,8 @@ export interface InjectCliOptions {
   readonly config?: string;
   readonly kubeVersion?: string;
   readonly namespace?: string;
+  /** `-o yaml` (default: multi-document YAML) or `json` (one object, or a v1 List of them). */
+  readonly output?: string;
 }
 
 export interface InjectCliIo {
@@ -36,6 +39,12 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
       { where: '--kube-version' },
     );
   }
+  const format = outputFormat(o.output, ['yaml', 'json'] as const, 'yaml');
+  if (o.patch && o.output !== undefined) {
+    throw new SkError('SK_ERR_CLI_USAGE', '-o and --patch exclude each other (patches are JSON lines)', {
+      where: '-o',
+    });
+  }
   const config = loadWebhookConfig(o.config, {});
   const ctx = createPipelineContext(config, { nativeSidecars: nativeSidecarsEnabled(config, o.kubeVersion) });
   const source = o.file === '-' ? '<stdin>' : o.file;
@@ -53,6 +62,7 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
   }
   const docs = YAML.parseAllDocuments(text);
   const out: string[] = [];
+  const objects: unknown[] = [];
   const notes: string[] = [];
   for (const [i, doc] of docs.entries()) {
     if (!(doc instanceof YAML.Document)) continue;
@@ -77,11 +87,18 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
       if (r.kind === 'skip') {
         notes.push(`sidekey inject: ${name}: unchanged: ${r.reason}`);
         out.push(o.patch ? '[]' : YAML.stringify(item, { lineWidth: 0 }));
+        objects.push(item);
       } else {
         out.push(o.patch ? JSON.stringify(r.patch) : YAML.stringify(r.object, { lineWidth: 0 }));
+        objects.push(r.object);
       }
     }
   }
   for (const n of notes) io.stderr(`${n}\n`);
+  if (format === 'json' && !o.patch) {
+    const doc = objects.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects };
+    io.stdout(`${JSON.stringify(doc, null, 2)}\n`);
+    return;
+  }
   io.stdout(o.patch ? out.map((l) => `${l}\n`).join('') : out.join('---\n'));
 }

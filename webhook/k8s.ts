@@ -83,6 +83,7 @@ export interface PodSpec {
   shareProcessNamespace?: boolean;
   automountServiceAccountToken?: boolean;
   serviceAccountName?: string;
+  imagePullSecrets?: { name: string }[];
   [k: string]: unknown;
 }
 

@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { outputFormat, structured } from '../cli-output.js';
 import { SkError } from '../errors.js';
 import { isRecord } from '../is-record.js';
+import type { ListProgress } from './cluster.js';
 import { formatNotes, migrateManifests, renderRbac, unifiedDiff } from './migrate.js';
 import { CONFIDENCES, type Confidence, failsAt, formatJson, formatTable, scanWorkloads } from './scan.js';
 import { findWorkloads, type ManifestSet, parseManifests, secretId, type Workload } from './workloads.js';
@@ -18,6 +20,10 @@ export interface CliIo {
   stdout(s: string): void;
   stderr(s: string): void;
   readStdin(): string;
+  /** stderr is a terminal: a progress line is shown while the cluster is listed. */
+  stderrIsTTY?: boolean;
+  /** Colour the table (stdout is a terminal and NO_COLOR is unset). */
+  color?: boolean;
 }
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
@@ -64,17 +70,22 @@ export interface ScanOptions {
   allNamespaces?: boolean;
   output?: string;
   failOn?: string;
+  /** Objects per list request (`--chunk-size`, default 500). */
+  chunkSize?: string;
 }
 
 /** `sidekey scan`; returns the exit code. */
 export async function runScan(opts: ScanOptions, io: CliIo): Promise<number> {
-  const output = opts.output ?? 'table';
-  if (output !== 'table' && output !== 'json') {
-    throw new SkError('SK_ERR_CLI_USAGE', `-o ${output}: use table or json`, { where: '-o' });
-  }
+  const output = outputFormat(opts.output, ['table', 'json', 'yaml'] as const, 'table');
   if (opts.failOn !== undefined && !(CONFIDENCES as readonly string[]).includes(opts.failOn)) {
     throw new SkError('SK_ERR_CLI_USAGE', `--fail-on ${opts.failOn}: use high, medium or low`, {
       where: '--fail-on',
+    });
+  }
+  const pageSize = opts.chunkSize === undefined ? undefined : Number(opts.chunkSize);
+  if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize > 0)) {
+    throw new SkError('SK_ERR_CLI_USAGE', `--chunk-size ${opts.chunkSize}: use a whole number above 0`, {
+      where: '--chunk-size',
     });
   }
   if (opts.namespace && opts.allNamespaces) {
@@ -96,17 +107,51 @@ export async function runScan(opts: ScanOptions, io: CliIo): Promise<number> {
     });
   } else {
     const { listClusterWorkloads } = await import('./cluster.js');
-    workloads = findWorkloads(
-      await listClusterWorkloads({ namespace: opts.namespace, all: opts.allNamespaces }),
-    );
+    const progress = io.stderrIsTTY ? progressLine(io) : undefined;
+    try {
+      workloads = findWorkloads(
+        await listClusterWorkloads({
+          namespace: opts.namespace,
+          all: opts.allNamespaces,
+          pageSize,
+          progress: progress?.update,
+        }),
+      );
+    } finally {
+      progress?.clear();
+    }
   }
   const report = scanWorkloads(workloads);
-  io.stdout(output === 'json' ? formatJson(report) : formatTable(report));
+  io.stdout(
+    output === 'table'
+      ? formatTable(report, io.color)
+      : output === 'json'
+        ? formatJson(report)
+        : await structured(JSON.parse(formatJson(report)), 'yaml'),
+  );
   if (opts.failOn && failsAt(report, opts.failOn as Confidence)) {
     io.stderr(`scan: findings at or above "${opts.failOn}" (--fail-on)\n`);
     return EXIT_FINDINGS;
   }
   return 0;
+}
+
+/** One line on the terminal, rewritten in place (`\r`, erase line), cleared when listing ends. */
+function progressLine(io: CliIo): { update: ListProgress; clear(): void } {
+  let total = 0;
+  let shown = false;
+  return {
+    update: ({ kind, listed, done }) => {
+      if (done) total += listed;
+      io.stderr(
+        `\r\x1b[2Kscan: listing ${kind.toLowerCase()}s… ${listed} (${total + (done ? 0 : listed)} objects)`,
+      );
+      shown = true;
+    },
+    clear: () => {
+      if (shown) io.stderr('\r\x1b[2K');
+    },
+  };
 }
 
 export interface MigrateCliOptions {

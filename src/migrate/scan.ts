@@ -1,4 +1,5 @@
 import { ANN_INJECT, ANN_MOUNT_PATH, ANN_STATUS, ENV_PREFIX, PREFIX, SECRET_PREFIX } from '../annotations.js';
+import { painter } from '../cli-output.js';
 import { isRecord } from '../is-record.js';
 import type { ContainerInfo, Workload } from './workloads.js';
 
@@ -269,7 +270,7 @@ export function failsAt(report: ScanReport, level: Confidence): boolean {
 // --- output ----------------------------------------------------------------------------------------
 
 /** A plain-text table for people, followed by the summary line. */
-export function formatTable(report: ScanReport): string {
+export function formatTable(report: ScanReport, color = false): string {
   const header = ['NAMESPACE', 'WORKLOAD', 'CONTAINER', 'ENV', 'KIND', 'CONFIDENCE', 'REASON'];
   const rows = report.findings.map((f) => [
     f.namespace ?? '-',
@@ -285,12 +286,27 @@ export function formatTable(report: ScanReport): string {
     lines.push('No env-var secrets found.');
   } else {
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-    const fmt = (r: string[]) =>
+    const paint = painter(color);
+    const tint = { high: 'red', medium: 'yellow', low: 'dim' } as const;
+    const conf = header.indexOf('CONFIDENCE');
+    // Padding first, colour after: escape codes must not count towards the column widths.
+    const fmt = (r: string[], style?: (i: number, padded: string) => string) =>
       r
-        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .map((cell, i) => {
+          const padded = i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0);
+          return style ? style(i, padded) : padded;
+        })
         .join('  ')
         .trimEnd();
-    lines.push(fmt(header), ...rows.map(fmt));
+    lines.push(
+      color ? paint('bold', fmt(header)) : fmt(header),
+      ...rows.map((r) =>
+        fmt(r, (i, padded) => {
+          const t = tint[r[conf] as keyof typeof tint];
+          return i === conf && t ? padded.replace(r[conf]!, paint(t, r[conf]!)) : padded;
+        }),
+      ),
+    );
   }
   const s = report.summary;
   lines.push(

@@ -1,5 +1,6 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
 import { apiError, createNamespace, kube, pod, rawRequest, uniqueName } from './harness/kube.js';
 import { installSidekey, type SidekeyInstall } from './harness/sidekey.js';
 
@@ -139,6 +140,36 @@ describe('webhook against a real kube-apiserver', () => {
     expect(sidekeyContainers(dry)).toHaveLength(1);
     const err = await apiError(() => k.core.readNamespacedPod({ name: 'dry', namespace: ns }));
     expect(err.code).toBe(404);
+  });
+
+  it("sidekey check-webhook (the chart's helm test): ok through the real API server, fails where the webhook is not called", async () => {
+    const env = { KUBECONFIG: inject('cluster').kubeconfig };
+    const ok = await runCli(['check-webhook', '-n', ns, '-o', 'json'], { env });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      namespace: ns,
+      injected: true,
+      agent: { name: 'sidekey-agent', nativeSidecar: true },
+    });
+    // A namespace enforcing the restricted Pod Security Standard: the dry-run pod passes validation.
+    const restricted = await createNamespace(k, uniqueName('restricted-check'), {
+      'pod-security.kubernetes.io/enforce': 'restricted',
+    });
+    const strict = await runCli(['check-webhook', '-n', restricted], { env });
+    expect(strict.code, strict.stderr).toBe(0);
+    expect(strict.stdout).toContain(`ok: the webhook injected a dry-run pod in namespace ${restricted}`);
+    // The webhook's own namespace is never sent to it: the pod comes back without the agent. (No
+    // controller-manager here: the pod's "default" ServiceAccount must be created by hand.)
+    await k.core
+      .createNamespacedServiceAccount({ namespace: sk.namespace, body: { metadata: { name: 'default' } } })
+      .catch(() => {});
+    const excluded = await runCli(['check-webhook', '-n', sk.namespace], { env });
+    expect(excluded.code).toBe(1);
+    expect(excluded.stderr).toMatch(
+      new RegExp(
+        `^SK_ERR_WEBHOOK_CHECK: the dry-run pod in namespace ${sk.namespace} was admitted without the agent`,
+      ),
+    );
   });
 
   it('admits injected pods in a namespace enforcing the restricted Pod Security Standard', async () => {

@@ -1,9 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Certificate, Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1';
-import { PodMonitor, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import {
+  PodMonitor,
+  PrometheusRule,
+  ServiceMonitor,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { parseWebhookConfig } from '../../webhook/config.js';
@@ -37,8 +41,35 @@ function helm(args: string[]): { code: number; stdout: string; stderr: string } 
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-function render(valuesFile: string, kubeVersion = '1.37.0'): K8sObject[] {
-  const r = helm(['template', RELEASE, CHART, '-n', NS, '--kube-version', kubeVersion, '-f', valuesFile]);
+/** The API versions a cluster with prometheus-operator serves (for `enabled: auto`). */
+const PROMETHEUS_OPERATOR = [
+  'monitoring.coreos.com/v1/ServiceMonitor',
+  'monitoring.coreos.com/v1/PodMonitor',
+  'monitoring.coreos.com/v1/PrometheusRule',
+];
+
+/**
+ * `helm template`; the `helm test` hook objects are left out unless `tests` is set (they would double
+ * the ServiceAccount/Role/RoleBinding kinds the other assertions count).
+ */
+function render(
+  valuesFile: string,
+  kubeVersion = '1.37.0',
+  opts: { apiVersions?: string[]; tests?: boolean } = {},
+): K8sObject[] {
+  const r = helm([
+    'template',
+    RELEASE,
+    CHART,
+    '-n',
+    NS,
+    '--kube-version',
+    kubeVersion,
+    '-f',
+    valuesFile,
+    ...(opts.tests ? [] : ['--skip-tests']),
+    ...(opts.apiVersions ?? []).flatMap((v) => ['--api-versions', v]),
+  ]);
   if (r.code !== 0) throw new Error(`helm template -f ${path.basename(valuesFile)} failed:\n${r.stderr}`);
   return YAML.parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as K8sObject | null)
@@ -50,6 +81,7 @@ const CRD_MODELS: Record<string, new (o: K8sObject) => { validate(): void }> = {
   'cert-manager.io/v1/Issuer': Issuer as never,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor as never,
   'monitoring.coreos.com/v1/PodMonitor': PodMonitor as never,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule as never,
 };
 
 /** Validate every object offline; returns the per-object verdicts for assertions. */
@@ -131,7 +163,8 @@ describe('helm chart charts/sidekey', () => {
   for (const f of fixtures) {
     for (const kv of KUBE_VERSIONS) {
       it(`renders ${f} for Kubernetes ${kv}: every object valid against the schemas`, () => {
-        const objects = render(path.join(FIXTURES, f), kv);
+        // With the hook objects and a cluster that has prometheus-operator: every optional object.
+        const objects = render(path.join(FIXTURES, f), kv, { tests: true, apiVersions: PROMETHEUS_OPERATOR });
         expect(objects.length).toBeGreaterThan(1);
         validate(objects, kv);
         // The webhook accepts the config file the chart writes (webhook/config.ts, strict).
@@ -439,6 +472,241 @@ describe('helm chart charts/sidekey', () => {
     expect(Buffer.from(w.clientConfig.caBundle, 'base64').toString()).toContain(
       '-----BEGIN CERTIFICATE-----',
     );
+  });
+
+  describe('day-two options (everything.yaml sets each one)', () => {
+    const everything = () => render(path.join(FIXTURES, 'everything.yaml'));
+
+    it('commonLabels on every object and the pod template; podLabels and podAnnotations on the pod', () => {
+      const objects = everything();
+      for (const o of objects) expect(o.metadata.labels, `${o.kind}`).toMatchObject({ team: 'platform' });
+      const tpl = one(objects, 'Deployment').spec.template.metadata;
+      expect(tpl.labels).toMatchObject({ team: 'platform', 'sidecar.istio.io/inject': 'false' });
+      expect(tpl.annotations['cluster-autoscaler.kubernetes.io/safe-to-evict']).toBe('true');
+      // The selector stays the stable selector labels (a label change must not orphan ReplicaSets).
+      expect(Object.keys(one(objects, 'Deployment').spec.selector.matchLabels)).not.toContain('team');
+    });
+
+    it('securityContexts: null unsets single fields (OpenShift) and a whole map; defaults stay restricted', () => {
+      const pod = one(everything(), 'Deployment').spec.template.spec;
+      expect(pod.securityContext).toEqual({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(pod.containers[0].securityContext).toEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        runAsNonRoot: true,
+        capabilities: { drop: ['ALL'] },
+      });
+      const file = path.join(tmp, 'no-security-context.yaml');
+      writeFileSync(file, 'podSecurityContext: null\nsecurityContext: null\n');
+      const bare = one(render(file), 'Deployment').spec.template.spec;
+      expect(bare.securityContext).toBeUndefined();
+      expect(bare.containers[0].securityContext).toBeUndefined();
+      validate(render(file), '1.37.0');
+    });
+
+    it('hostNetwork with ClusterFirstWithHostNet (also the default dnsPolicy there), extra volumes, mounts and env', () => {
+      const pod = one(everything(), 'Deployment').spec.template.spec;
+      expect(pod.hostNetwork).toBe(true);
+      expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+      expect(pod.volumes).toContainEqual({ name: 'corp-ca', configMap: { name: 'corp-ca-bundle' } });
+      const c = pod.containers[0];
+      expect(c.volumeMounts).toContainEqual({ name: 'corp-ca', mountPath: '/etc/ssl/corp', readOnly: true });
+      expect(c.env).toContainEqual({ name: 'NODE_EXTRA_CA_CERTS', value: '/etc/ssl/corp/ca.crt' });
+      expect(c.ports[0].containerPort).toBe(9443);
+      const file = path.join(tmp, 'host-network.yaml');
+      writeFileSync(file, 'hostNetwork: true\n');
+      expect(one(render(file), 'Deployment').spec.template.spec.dnsPolicy).toBe('ClusterFirstWithHostNet');
+      const defaults = one(render(path.join(FIXTURES, 'defaults.yaml')), 'Deployment').spec.template.spec;
+      expect(defaults.dnsPolicy).toBeUndefined();
+      expect(defaults.hostNetwork).toBeUndefined();
+    });
+
+    it('annotations on the MutatingWebhookConfiguration (beside the TLS mode one) and the Service; service type and port', () => {
+      const objects = everything();
+      const mwc = one(objects, 'MutatingWebhookConfiguration');
+      expect(mwc.metadata.annotations).toEqual({
+        'sidekey.io/ca-bundle-managed-by': `${RELEASE}-sidekey`,
+        'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+      });
+      expect(mwc.webhooks[0].clientConfig.service.port).toBe(8443);
+      const svc = one(objects, 'Service');
+      expect(svc.spec.type).toBe('NodePort');
+      expect(svc.spec.ports[0]).toMatchObject({ port: 8443, targetPort: 'https' });
+      expect(svc.metadata.annotations['service.beta.kubernetes.io/aws-load-balancer-internal']).toBe('true');
+      // secret mode has no annotation of its own: only the user's are rendered.
+      const file = path.join(tmp, 'secret-annotations.yaml');
+      writeFileSync(
+        file,
+        'tls:\n  mode: secret\n  secretName: x\nwebhook:\n  annotations:\n    a.example.com/b: c\n',
+      );
+      expect(one(render(file), 'MutatingWebhookConfiguration').metadata.annotations).toEqual({
+        'a.example.com/b': 'c',
+      });
+      expect(one(render(path.join(FIXTURES, 'defaults.yaml')), 'Service').spec.type).toBe('ClusterIP');
+    });
+
+    it('update strategy, revisionHistoryLimit, and an HPA that takes over the replica count', () => {
+      const objects = everything();
+      const deploy = one(objects, 'Deployment');
+      expect(deploy.spec.strategy).toEqual({
+        type: 'RollingUpdate',
+        rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+      });
+      expect(deploy.spec.revisionHistoryLimit).toBe(2);
+      expect(deploy.spec.replicas).toBeUndefined();
+      const hpa = one(objects, 'HorizontalPodAutoscaler');
+      expect(hpa.spec).toMatchObject({
+        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deploy.metadata.name },
+        minReplicas: 3,
+        maxReplicas: 8,
+        behavior: { scaleDown: { stabilizationWindowSeconds: 600 } },
+      });
+      expect(
+        hpa.spec.metrics.map((m: K8sObject) => [m.resource.name, m.resource.target.averageUtilization]),
+      ).toEqual([
+        ['cpu', 60],
+        ['memory', 80],
+      ]);
+      expect(kinds(objects)).toContain('PodDisruptionBudget');
+      const file = path.join(tmp, 'recreate.yaml');
+      writeFileSync(file, 'strategy:\n  type: Recreate\n');
+      expect(one(render(file), 'Deployment').spec.strategy).toEqual({ type: 'Recreate' });
+      const defaults = render(path.join(FIXTURES, 'defaults.yaml'));
+      expect(one(defaults, 'Deployment').spec.revisionHistoryLimit).toBe(5);
+      expect(kinds(defaults)).not.toContain('HorizontalPodAutoscaler');
+      const bad = path.join(tmp, 'hpa-bad.yaml');
+      writeFileSync(bad, 'autoscaling:\n  enabled: true\n  minReplicas: 4\n  maxReplicas: 2\n');
+      expect(helm(['template', RELEASE, CHART, '-f', bad]).stderr).toContain(
+        'autoscaling.maxReplicas must be at least autoscaling.minReplicas',
+      );
+    });
+
+    it("the injected agent's image and pull secrets reach the webhook config", () => {
+      const cfg = configOf(everything());
+      expect(cfg.agent).toMatchObject({
+        image: 'registry.example.com/platform/sidekey:0.1.0',
+        imagePullPolicy: 'Always',
+        imagePullSecrets: ['agent-registry', 'agent-registry-mirror'],
+      });
+      expect(configOf(render(path.join(FIXTURES, 'defaults.yaml'))).agent.imagePullSecrets).toEqual([]);
+    });
+
+    it('ServiceMonitor with enabled auto: only when the cluster serves its CRD', () => {
+      const file = path.join(FIXTURES, 'everything.yaml');
+      expect(kinds(render(file))).not.toContain('ServiceMonitor');
+      const withCrd = render(file, '1.37.0', { apiVersions: ['monitoring.coreos.com/v1/ServiceMonitor'] });
+      const sm = one(withCrd, 'ServiceMonitor');
+      expect(sm.metadata.labels.release).toBe('prometheus');
+      validate(withCrd, '1.37.0');
+    });
+
+    it('PrometheusRule: webhook and agent alerts on documented metric names, thresholds, disabled, extra rules', () => {
+      const objects = render(path.join(FIXTURES, 'everything.yaml'), '1.37.0', {
+        apiVersions: ['monitoring.coreos.com/v1/ServiceMonitor'],
+      });
+      const rule = one(objects, 'PrometheusRule');
+      expect(rule.metadata.labels.release).toBe('prometheus');
+      const rules: K8sObject[] = rule.spec.groups[0].rules;
+      const byName = Object.fromEntries(rules.map((r) => [r.alert, r]));
+      expect(Object.keys(byName)).toEqual([
+        'SidekeyWebhookDown',
+        'SidekeyWebhookBadRequests',
+        'SidekeyWebhookDenials',
+        'SidekeyWebhookCertificateExpiring',
+        'SidekeyWebhookTLSReloadFailing',
+        'SidekeyAgentSecretStale',
+        'SidekeyAgentRefreshFailing',
+        'SidekeyAgentLeaseExpiring',
+        'SidekeyWebhookSlow',
+      ]);
+      expect(byName.SidekeyWebhookDown!.expr).toContain(`job="${RELEASE}-sidekey"`);
+      expect(byName.SidekeyWebhookDenials!.expr).toMatch(
+        /increase\(sidekey_webhook_denials_total\[15m\]\)\) > 5$/,
+      );
+      expect(byName.SidekeyWebhookCertificateExpiring!.expr).toContain(
+        'sidekey_webhook_tls_certificate_not_after_seconds - time()) < 259200',
+      );
+      expect(byName.SidekeyAgentLeaseExpiring!.expr).toContain(
+        'sidekey_secret_lease_remaining_seconds) < 120',
+      );
+      expect(byName.SidekeyAgentSecretStale!.expr).toContain('sidekey_secret_stale');
+      // Alert templates reach Prometheus verbatim (not expanded by helm).
+      expect(byName.SidekeyAgentSecretStale!.annotations.description).toContain('{{ $labels.secret }}');
+
+      // Every metric an alert uses is one the webhook registers or docs/agent.md documents.
+      const agentDoc = readFileSync(path.join(REPO, 'docs', 'agent.md'), 'utf8');
+      const webhookSrc = readFileSync(path.join(REPO, 'webhook', 'metrics.ts'), 'utf8');
+      for (const r of rules.filter((x) => x.alert !== 'SidekeyWebhookSlow')) {
+        for (const m of String(r.expr).match(/sidekey_[a-z_]+/g) ?? []) {
+          const base = m.replace(/_(count|bucket|sum)$/, '');
+          expect(
+            agentDoc.includes(`\`${base}\``) || webhookSrc.includes(`'${base}'`),
+            `${r.alert}: ${m}`,
+          ).toBe(true);
+        }
+      }
+
+      // auto: only with the CRD; without a ServiceMonitor, no "webhook down" alert (absent() would fire).
+      const auto = path.join(tmp, 'rule-auto.yaml');
+      writeFileSync(auto, 'prometheusRule:\n  enabled: auto\n');
+      expect(kinds(render(auto))).not.toContain('PrometheusRule');
+      const autoRule = one(
+        render(auto, '1.37.0', { apiVersions: ['monitoring.coreos.com/v1/PrometheusRule'] }),
+        'PrometheusRule',
+      );
+      expect(autoRule.spec.groups[0].rules.map((r: K8sObject) => r.alert)).not.toContain(
+        'SidekeyWebhookDown',
+      );
+      expect(autoRule.spec.groups[0].rules.map((r: K8sObject) => r.alert)).toContain('SidekeyAgentNotReady');
+      expect(
+        kinds(render(path.join(FIXTURES, 'defaults.yaml'), '1.37.0', { apiVersions: PROMETHEUS_OPERATOR })),
+      ).not.toContain('PrometheusRule');
+    });
+
+    it('helm test hook: a pod running check-webhook against the tests namespace, allowed only to create pods there', () => {
+      const objects = render(path.join(FIXTURES, 'everything.yaml'), '1.37.0', { tests: true });
+      const hooks = objects.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'test');
+      expect(kinds(hooks)).toEqual(['Pod', 'Role', 'RoleBinding', 'ServiceAccount']);
+      const pod = one(hooks, 'Pod');
+      expect(pod.metadata.namespace).toBe(NS);
+      const c = pod.spec.containers[0];
+      expect(c.image).toBe('registry.example.com/platform/sidekey:0.1.0');
+      expect(c.args).toEqual(['check-webhook', '--namespace=sidekey-smoke', '--timeout=15s']);
+      expect(pod.spec.serviceAccountName).toBe(one(hooks, 'ServiceAccount').metadata.name);
+      expect(pod.spec.restartPolicy).toBe('Never');
+      const role = one(hooks, 'Role');
+      expect(role.metadata.namespace).toBe('sidekey-smoke');
+      expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['create'] }]);
+      expect(one(hooks, 'RoleBinding').subjects).toEqual([
+        { kind: 'ServiceAccount', name: pod.spec.serviceAccountName, namespace: NS },
+      ]);
+      // The hook pod runs in the release namespace, which the webhook never mutates.
+      expect(configOf(objects).excludedNamespaces).toContain(pod.metadata.namespace);
+      const off = path.join(tmp, 'no-tests.yaml');
+      writeFileSync(off, 'tests:\n  enabled: false\n');
+      expect(
+        render(off, '1.37.0', { tests: true }).filter((o) => o.metadata.annotations?.['helm.sh/hook']),
+      ).toEqual([]);
+    });
+
+    it('the schema refuses misspelt and wrongly typed new options', () => {
+      const cases: [string, RegExp][] = [
+        ['autoscaling:\n  enabeld: true\n', /additional properties 'enabeld' not allowed/],
+        ['prometheusRule:\n  enabled: yes-please\n', /prometheusRule\/enabled/],
+        ['metrics:\n  serviceMonitor:\n    enabled: sometimes\n', /serviceMonitor\/enabled/],
+        ['service:\n  type: ExternalName\n', /service\/type/],
+        ['dnsPolicy: Cluster\n', /dnsPolicy/],
+        ['agent:\n  imagePullSecrets: [registry]\n', /agent\/imagePullSecrets\/0/],
+        ['strategy:\n  type: Rolling\n', /strategy\/type/],
+      ];
+      for (const [yaml, error] of cases) {
+        const file = path.join(tmp, 'bad.yaml');
+        writeFileSync(file, yaml);
+        const r = helm(['template', RELEASE, CHART, '-f', file]);
+        expect(r.code, yaml).not.toBe(0);
+        expect(r.stderr, yaml).toMatch(error);
+      }
+    });
   });
 
   it('matchConditions can be turned off (clusters with the feature gate off)', () => {

@@ -37,7 +37,7 @@ describe('sidekey dev', () => {
   test('-o overrides the output directory', async () => {
     const dir = tempDir({ 'secrets.yaml': secretsYaml(), 'sidekey.yaml': specYaml(BASIC_SECRETS) });
     const other = path.join(dir, 'elsewhere');
-    const dev = spawnCli(['dev', '-c', path.join(dir, 'sidekey.yaml'), '-o', other]);
+    const dev = spawnCli(['dev', '-c', path.join(dir, 'sidekey.yaml'), '--output-dir', other]);
     try {
       await dev.waitForOutput('Watching the sources');
       expect(readFileSync(path.join(other, 'db-password'), 'utf8')).toBe(CANARY);
@@ -90,7 +90,7 @@ describe('sidekey dev', () => {
 
   test('the shipped example renders (npm start)', async () => {
     const out = tempDir();
-    const dev = spawnCli(['dev', '-c', 'examples/sidekey.yaml', '-o', out], { cwd: REPO_ROOT });
+    const dev = spawnCli(['dev', '-c', 'examples/sidekey.yaml', '--output-dir', out], { cwd: REPO_ROOT });
     try {
       await dev.waitForOutput('Watching the sources');
       expect(readFileSync(path.join(out, 'db-password'), 'utf8')).toBe('dev-password-change-me');

@@ -174,7 +174,7 @@ describe('sidekey migrate', () => {
   it('--dry-run prints the golden diff and writes nothing; values never shown', async () => {
     const d = tempDir();
     const out = path.join(d, 'out.yaml');
-    const r = await runCli(['migrate', '-f', fx('api.yaml'), '--dry-run', '-o', out]);
+    const r = await runCli(['migrate', '-f', fx('api.yaml'), '--dry-run', '--output-file', out]);
     expect(r.code, r.stderr).toBe(0);
     const golden = readFileSync(path.join(FIX, 'golden/api.yaml.dry-run.diff'), 'utf8');
     expect(r.stdout).toBe(
@@ -200,7 +200,7 @@ describe('sidekey migrate', () => {
       fx('workloads.yaml'),
       '--to',
       'aws:{namespace}/{secret}',
-      '-o',
+      '--output-file',
       path.join(d, 'o.yaml'),
     ]);
     expect(r.code, r.stderr).toBe(0);

@@ -50,7 +50,7 @@ describe('migrate → inject → agent (API emulator)', () => {
   it('migrate writes annotations, removes the env secrets and prints the exact RBAC', async () => {
     const out = path.join(dir, 'migrated.yaml');
     const rbac = path.join(dir, 'rbac.yaml');
-    const r = await runCli(['migrate', '-f', FIXTURE, '-o', out, '--rbac-out', rbac]);
+    const r = await runCli(['migrate', '-f', FIXTURE, '--output-file', out, '--rbac-out', rbac]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('migrate: 3 env var(s) moved');

@@ -10,12 +10,15 @@ backend settings are left out so that the webhook's own defaults apply.
 {{- range $k, $v := $settings }}{{ if $v }}{{ $_ := set $set $k $v }}{{ end }}{{ end }}
 {{- if $set }}{{ $_ := set $backends $backend $set }}{{ end }}
 {{- end }}
+{{- $pullSecrets := list }}
+{{- range $agent.imagePullSecrets }}{{ $pullSecrets = append $pullSecrets .name }}{{ end }}
 {{- $cfg := dict
   "apiVersion" "sidekey.io/v1"
   "kind" "WebhookConfig"
   "agent" (dict
     "image" (default (include "sidekey.image" .) $agent.image)
     "imagePullPolicy" $agent.imagePullPolicy
+    "imagePullSecrets" $pullSecrets
     "mode" $agent.mode
     "refresh" $agent.refresh
     "onChange" $agent.onChange

@@ -27,6 +27,9 @@ helm.sh/chart: {{ include "sidekey.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: sidekey
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "sidekey.selectorLabels" -}}
@@ -98,5 +101,17 @@ config file use this one list.
 name: {{ include "sidekey.fullname" . }}-ca
 kind: Issuer
 group: cert-manager.io
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a prometheus-operator object is rendered: enabled true, or auto and the cluster serves its
+kind (.Capabilities; `helm template --api-versions monitoring.coreos.com/v1/<Kind>` offline).
+Usage: include "sidekey.monitoringEnabled" (list . .Values.metrics.serviceMonitor.enabled "ServiceMonitor")
+*/}}
+{{- define "sidekey.monitoringEnabled" -}}
+{{- $root := index . 0 }}{{ $enabled := index . 1 }}{{ $kind := index . 2 }}
+{{- if eq (toString $enabled) "true" }}true
+{{- else if and (eq (toString $enabled) "auto") ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" $kind)) }}true
 {{- end }}
 {{- end }}

@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
  *   it starts with a synthetic ADDED for the existing object ("get state and start at most recent");
  * - bearer-token authentication (401 `Status` otherwise) and per-token authorisation by resource
  *   name (403 `Status` like the real RBAC message otherwise);
- * - one global, increasing `resourceVersion`.
+ * - one global, increasing `resourceVersion`;
+ * - list pagination ("Retrieving large results sets in chunks"): `limit` returns at most that many
+ *   items and an opaque `metadata.continue` while more remain; a request with `continue` resumes
+ *   there (a token for another resource or scope is a 400, like the API server's).
  *
  * Test controls: {@link K8sApiEmulator.put}, {@link K8sApiEmulator.remove}, failing the next watch
  * requests, cutting open watches, and counters of requests per kind.
@@ -25,12 +28,20 @@ export class K8sApiEmulator {
   /** Number of upcoming watch requests to answer with this status instead of a stream. */
   failWatches = 0;
   failWatchStatus = 500;
-  readonly counts = { get: 0, watch: 0 };
+  readonly counts = { get: 0, watch: 0, list: 0 };
+  /** The `limit` of every list request (undefined: none), in order. */
+  readonly listLimits: Array<number | undefined> = [];
   /**
    * Workload objects served by the list endpoints (`GET /api/v1/pods`, `/apis/apps/v1/deployments`,
    * `/apis/batch/v1/namespaces/{ns}/cronjobs`, …), keyed by resource plural (`pods`, `deployments`).
    */
   readonly workloads = new Map<string, Array<Record<string, unknown>>>();
+  /**
+   * Admission for `POST /api/v1/namespaces/{ns}/pods` (only `dryRun=All` is served: nothing is stored):
+   * the pod as the mutating webhooks leave it, or a denial message (answered like the API server, a
+   * 400 `Status` "admission webhook … denied the request: …"). Unset: no webhook, the pod comes back as sent.
+   */
+  admit?: (pod: Record<string, unknown>, namespace: string) => Record<string, unknown> | { denied: string };
   /** Every Authorization header seen (tests check the token file is used). */
   readonly seenTokens: string[] = [];
 
@@ -182,22 +193,78 @@ export class K8sApiEmulator {
       }
       return;
     }
+    const podCreate = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    if (req.method === 'POST' && podCreate) {
+      const ns = decodeURIComponent(podCreate[1]!);
+      if (url.searchParams.get('dryRun') !== 'All') {
+        this.#status(res, 405, 'MethodNotAllowed', 'the emulator only serves dry-run pod creation');
+        return;
+      }
+      let raw = '';
+      req.on('data', (c) => {
+        raw += c;
+      });
+      req.on('end', () => {
+        const pod = JSON.parse(raw) as { metadata?: Record<string, unknown> };
+        const meta = { ...pod.metadata, namespace: ns, uid: `dry-${this.#rv}` } as Record<string, unknown>;
+        if (!meta.name && typeof meta.generateName === 'string') meta.name = `${meta.generateName}x7k2p`;
+        const admitted = this.admit ? this.admit({ ...pod, metadata: meta }, ns) : { ...pod, metadata: meta };
+        if ('denied' in admitted) {
+          this.#status(
+            res,
+            400,
+            'BadRequest',
+            `admission webhook "inject.sidekey.io" denied the request: ${admitted.denied}`,
+          );
+          return;
+        }
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(admitted));
+      });
+      return;
+    }
     const wl = /^\/(?:api\/v1|apis\/(?:apps|batch)\/v1)(?:\/namespaces\/([^/]+))?\/([a-z]+)$/.exec(
       url.pathname,
     );
     if (req.method === 'GET' && wl && wl[2] !== 'secrets') {
+      this.counts.list += 1;
       const ns = wl[1] ? decodeURIComponent(wl[1]) : undefined;
-      const items = (this.workloads.get(wl[2]!) ?? []).filter(
+      const all = (this.workloads.get(wl[2]!) ?? []).filter(
         (o) => ns === undefined || (o.metadata as { namespace?: string } | undefined)?.namespace === ns,
       );
+      const limitParam = url.searchParams.get('limit');
+      const limit = limitParam ? Number(limitParam) : undefined;
+      this.listLimits.push(limit);
+      const scope = `${wl[2]}/${ns ?? '*'}`;
+      let offset = 0;
+      const cont = url.searchParams.get('continue');
+      if (cont) {
+        let token: { scope?: string; offset?: number } = {};
+        try {
+          token = JSON.parse(Buffer.from(cont, 'base64url').toString());
+        } catch {}
+        if (token.scope !== scope || typeof token.offset !== 'number') {
+          this.#status(res, 400, 'BadRequest', 'continue key is not valid');
+          return;
+        }
+        offset = token.offset;
+      }
+      const end = limit && limit > 0 ? Math.min(all.length, offset + limit) : all.length;
+      const next =
+        end < all.length
+          ? Buffer.from(JSON.stringify({ scope, offset: end })).toString('base64url')
+          : undefined;
       res.writeHead(200, { 'content-type': 'application/json' });
       // Like the API server: list items carry no kind/apiVersion.
       res.end(
         JSON.stringify({
           kind: 'List',
           apiVersion: 'v1',
-          metadata: { resourceVersion: String(this.#rv) },
-          items: items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
+          metadata: {
+            resourceVersion: String(this.#rv),
+            ...(next ? { continue: next, remainingItemCount: all.length - end } : {}),
+          },
+          items: all.slice(offset, end).map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
         }),
       );
       return;
