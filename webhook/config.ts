@@ -151,6 +151,12 @@ export const webhookConfigSchema = z
       .default({}) as unknown as z.ZodDefault<
       z.ZodType<Record<string, Readonly<Record<string, unknown>> | undefined>>
     >,
+    /**
+     * Admission reviews answered at once; more wait (up to 5 s, then HTTP 503 SK_ERR_WEBHOOK_BUSY)
+     * before their body is read. The largest accepted pod × this must fit the memory limit: 4 fits
+     * the chart's 192Mi with room (docs/webhook.md, "Limits").
+     */
+    maxConcurrentReviews: z.number().int().min(1).max(64).default(4),
     /** Log level (pino); `SIDEKEY_LOG_LEVEL` wins when set. Default `info`. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })

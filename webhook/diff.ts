@@ -20,11 +20,15 @@ export function diffPatch(before: unknown, after: unknown): Operation[] {
  *   different names replace each other whole, instead of a field-by-field rewrite that reads as if an
  *   env var were renamed;
  * - when a list kept its items in order, maybe removing some and appending others (what the build
- *   stage does to env, mounts, volumes and containers), items are compared pairwise in one pass.
+ *   stage does to env, mounts, volumes and containers), items are compared pairwise in one pass;
+ * - any other edit of a list of uniquely named items (an item moved, one inserted in the middle) is
+ *   diffed by name: the patch removes, adds or edits single items at their index and never replaces
+ *   the list, so its size follows the change, not the pod (see {@link keyed}).
  */
 function kubernetesAware(input: unknown, output: unknown, ptr: Pointer): Operation[] | undefined {
   if (input === output) return [];
-  if (Array.isArray(input) && Array.isArray(output)) return inPlace(input, output, ptr);
+  if (Array.isArray(input) && Array.isArray(output))
+    return inPlace(input, output, ptr) ?? keyed(input, output, ptr);
   if (isNamed(input) && isNamed(output) && input.name !== output.name && isIndex(ptr)) {
     return [{ op: 'replace', path: ptr.toString(), value: output }];
   }
@@ -63,6 +67,69 @@ function inPlace(input: unknown[], output: unknown[], ptr: Pointer): Operation[]
   const end = ptr.add('-').toString();
   for (; j < output.length; j++) ops.push({ op: 'add', path: end, value: output[j] });
   return ops;
+}
+
+/**
+ * A list of uniquely named items, diffed by name in O(n log n): the items that keep their relative
+ * order (the longest run of them) stay and are diffed pairwise; the others are removed (highest index
+ * first) and the new or moved ones added at their final index. Undefined (rfc6902's edit distance
+ * then) for a list with unnamed items or a repeated name (volume mounts may repeat a volume's name).
+ */
+function keyed(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
+  const at = new Map<string, number>();
+  for (let j = 0; j < output.length; j++) {
+    const o = output[j];
+    if (!isNamed(o) || at.has(o.name as string)) return undefined;
+    at.set(o.name as string, j);
+  }
+  const seen = new Set<string>();
+  const target: number[] = []; // output index of each input item, -1 when gone
+  for (const a of input) {
+    if (!isNamed(a) || seen.has(a.name as string)) return undefined;
+    seen.add(a.name as string);
+    target.push(at.get(a.name as string) ?? -1);
+  }
+  const stay = longestIncreasing(target);
+  const ops: Operation[] = [];
+  for (let i = input.length - 1; i >= 0; i--) {
+    if (!stay.has(i)) ops.push({ op: 'remove', path: ptr.add(String(i)).toString() });
+  }
+  const kept = new Map<number, unknown>(); // output index → the input item staying there
+  for (const i of stay) kept.set(target[i]!, input[i]);
+  for (let j = 0; j < output.length; j++) {
+    const b = output[j];
+    if (!kept.has(j)) {
+      ops.push({ op: 'add', path: ptr.add(String(j)).toString(), value: b });
+      continue;
+    }
+    const a = kept.get(j);
+    if (a === b) continue;
+    const here = ptr.add(String(j)).toString();
+    for (const op of createPatch(a, b, kubernetesAware)) ops.push(prefixed(op, here));
+  }
+  return ops;
+}
+
+/** Indices of a longest strictly increasing subsequence of `xs`, ignoring negative entries. */
+function longestIncreasing(xs: readonly number[]): Set<number> {
+  const tails: number[] = []; // tails[k]: index into xs of the smallest tail of a run of length k+1
+  const prev: number[] = new Array(xs.length).fill(-1);
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    if (x < 0) continue;
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (xs[tails[mid]!]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) prev[i] = tails[lo - 1]!;
+    tails[lo] = i;
+  }
+  const out = new Set<number>();
+  for (let i = tails.length > 0 ? tails[tails.length - 1]! : -1; i >= 0; i = prev[i]!) out.add(i);
+  return out;
 }
 
 function prefixed(op: Operation, at: string): Operation {

@@ -4,6 +4,7 @@ import { buildPod } from './build-pod.js';
 import type { ClusterDefaults } from './defaults.js';
 import { diffPatch, type Operation } from './diff.js';
 import type { Pod } from './k8s.js';
+import { checkPatchLimit, checkPlanLimits, checkPodLimits } from './limits.js';
 import { type ShouldInjectInput, type SkipReason, shouldInject } from './should-inject.js';
 import { parseAndValidate, type ValidateDeps } from './validate.js';
 
@@ -20,12 +21,15 @@ export type Outcome =
       readonly kind: 'inject';
       readonly pod: Pod;
       readonly patch: Operation[];
+      /** `patch` as JSON, the bytes sent (at most LIMITS.patchBytes). */
+      readonly patchJson: string;
       readonly mode: 'native' | 'sidecar' | 'init-only';
     }
   | { readonly kind: 'invalid'; readonly error: SkError };
 
 /**
- * The admission pipeline: should-inject → defaults → parse + validate → build the pod → diff.
+ * The admission pipeline: should-inject → defaults → parse + validate → limits → build the pod → diff
+ * (→ patch size limit).
  * Never throws: a user mistake is `invalid` with an SkError naming the annotation; a bug is `invalid`
  * with SK_ERR_INTERNAL (the HTTP layer turns both into a denial).
  */
@@ -39,14 +43,19 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
         where: 'spec.containers',
       });
     }
+    checkPodLimits(input.pod);
     const plan = parseAndValidate(
       input.pod,
       input.namespace ?? input.pod.metadata?.namespace,
       ctx.defaults,
       ctx,
     );
+    checkPlanLimits(plan);
     const pod = buildPod(input.pod, plan, ctx.defaults);
-    return { kind: 'inject', pod, patch: diffPatch(input.pod, pod), mode: plan.mode };
+    const patch = diffPatch(input.pod, pod);
+    const patchJson = JSON.stringify(patch);
+    checkPatchLimit(Buffer.byteLength(patchJson));
+    return { kind: 'inject', pod, patch, patchJson, mode: plan.mode };
   } catch (e) {
     return { kind: 'invalid', error: toSkError(e, 'SK_ERR_INTERNAL', 'while injecting') };
   }

@@ -1,0 +1,224 @@
+import { Readable } from 'node:stream';
+import jsonpatch from 'fast-json-patch';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseWebhookConfig } from '../../../webhook/config.js';
+import { createPipelineContext } from '../../../webhook/context.js';
+import { diffPatch } from '../../../webhook/diff.js';
+import type { Pod } from '../../../webhook/k8s.js';
+import { LIMITS } from '../../../webhook/limits.js';
+import { mutatePod } from '../../../webhook/pipeline.js';
+import { buildApp } from '../../../webhook/server.js';
+import { admissionReview, LARGEST, type LargePodShape, largePod } from '../../helpers/large-pod.js';
+import { testContext, testRegistry } from './helpers.js';
+
+const classic = () => testContext({ nativeSidecars: false }, { nativeSidecars: false });
+const run = (shape: LargePodShape) =>
+  mutatePod({ operation: 'CREATE', namespace: 'shop', pod: largePod(shape) as Pod }, classic());
+
+/** Every op addresses one list item or a field below one, never a whole list the pod already had. */
+function wholeListOps(before: unknown, patch: ReturnType<typeof diffPatch>): string[] {
+  return patch
+    .filter((op) => op.op !== 'remove' && Array.isArray((op as { value?: unknown }).value))
+    .map((op) => op.path)
+    .filter((p) => {
+      const have = jsonpatch.getValueByPointer(before, p) as unknown;
+      return Array.isArray(have);
+    });
+}
+
+describe('the patch follows the change, not the pod', () => {
+  const container = (name: string, env: Array<{ name: string; value: string }>) => ({
+    name,
+    image: 'app:1',
+    env,
+  });
+  const settings = Array.from({ length: 50 }, (_, i) => ({ name: `SETTING_${i}`, value: 'x'.repeat(100) }));
+
+  it('a *_FILE variable the pod already had in the middle of its env: one remove, one add', () => {
+    const pod = {
+      metadata: { annotations: {} },
+      spec: {
+        containers: [
+          container('app', [
+            ...settings.slice(0, 25),
+            { name: 'DB_FILE', value: '/old' },
+            ...settings.slice(25),
+          ]),
+        ],
+      },
+    };
+    const after = structuredClone(pod);
+    const env = after.spec.containers[0]!.env;
+    env.splice(25, 1);
+    env.push({ name: 'DB_FILE', value: '/run/sidekey/db' });
+    const patch = diffPatch(pod, after);
+    expect(wholeListOps(pod, patch)).toEqual([]);
+    expect(patch).toHaveLength(2);
+    expect(jsonpatch.applyPatch(structuredClone(pod), patch as never).newDocument).toEqual(after);
+  });
+
+  it('an init container put first before the pod’s own large ones: one add, nothing copied', () => {
+    const pod = {
+      spec: {
+        initContainers: [container('migrate', settings), container('warm', settings)],
+        containers: [container('app', settings)],
+      },
+    };
+    const after = structuredClone(pod);
+    after.spec.initContainers.unshift(container('sidekey-init', [{ name: 'SIDEKEY_SPEC', value: '{}' }]));
+    const patch = diffPatch(pod, after);
+    expect(patch).toEqual([
+      { op: 'add', path: '/spec/initContainers/0', value: after.spec.initContainers[0] },
+    ]);
+  });
+
+  it('named lists reordered and edited: item-level ops that apply, never the list', () => {
+    const pod = { spec: { containers: ['a', 'b', 'c', 'd', 'e'].map((n) => container(n, settings)) } };
+    const after = structuredClone(pod);
+    const [a] = after.spec.containers.splice(0, 1);
+    after.spec.containers.push(a!); // a moved last
+    after.spec.containers.splice(2, 1); // d removed
+    after.spec.containers.splice(1, 0, container('new', [])); // inserted in the middle
+    after.spec.containers[0]!.image = 'app:2';
+    const patch = diffPatch(pod, after);
+    expect(wholeListOps(pod, patch)).toEqual([]);
+    expect(JSON.stringify(patch).length).toBeLessThan(JSON.stringify(pod).length / 2);
+    expect(jsonpatch.applyPatch(structuredClone(pod), patch as never).newDocument).toEqual(after);
+  });
+
+  it('the largest accepted pod: a patch of item-level ops, each app container edited in place', () => {
+    const pod = largePod(LARGEST);
+    const o = mutatePod({ operation: 'CREATE', namespace: 'shop', pod: pod as Pod }, classic());
+    expect(o.kind).toBe('inject');
+    if (o.kind !== 'inject') return;
+    expect(wholeListOps(pod, o.patch)).toEqual([]);
+    expect(jsonpatch.applyPatch(structuredClone(pod), o.patch as never).newDocument).toEqual(
+      JSON.parse(JSON.stringify(o.pod)),
+    );
+  });
+});
+
+describe('limits (docs/webhook.md)', () => {
+  it('the largest accepted pod is injected with a patch under the limit', () => {
+    const o = run(LARGEST);
+    expect(o.kind).toBe('inject');
+    if (o.kind !== 'inject') return;
+    const bytes = Buffer.byteLength(o.patchJson);
+    console.log(
+      `largest accepted pod: ${JSON.stringify(largePod(LARGEST)).length} bytes, patch ${bytes} bytes`,
+    );
+    expect(bytes).toBeLessThanOrEqual(LIMITS.patchBytes);
+    expect(o.patch.length).toBeGreaterThan(LIMITS.envEntries);
+  });
+
+  it.each([
+    ['containers', { ...LARGEST, initContainers: 1 }, 'spec.containers', '65 containers'],
+    ['secrets', { ...LARGEST, secrets: 257 }, 'sidekey.io/secret-*', '257 secrets'],
+    ['*_FILE entries', { ...LARGEST, envSecrets: 33 }, 'sidekey.io/env-*', '2112 *_FILE env entries'],
+    ['patch bytes', { ...LARGEST, refPad: 1600 }, 'metadata.annotations', 'the patch would be'],
+  ])('one size up in %s is denied with SK_ERR_POD_TOO_LARGE', (_what, shape, where, text) => {
+    const o = run(shape);
+    expect(o.kind).toBe('invalid');
+    if (o.kind !== 'invalid') return;
+    expect(o.error.code).toBe('SK_ERR_POD_TOO_LARGE');
+    expect(o.error.where).toBe(where);
+    expect(o.error.message).toContain(text);
+  });
+
+  it('a pod far above the limits is denied before the work: 200 containers × 500 env secrets', () => {
+    const o = run({ containers: 200, secrets: 500, envSecrets: 500 });
+    expect(o.kind === 'invalid' && o.error.code).toBe('SK_ERR_POD_TOO_LARGE');
+  });
+});
+
+describe('the server: concurrency bound and its own errors in metrics', () => {
+  let apps: Array<{ close(): Promise<unknown> }> = [];
+  afterEach(async () => {
+    await Promise.all(apps.map((a) => a.close()));
+    apps = [];
+  });
+  function app(config: Record<string, unknown>, queueTimeoutMs = 5000) {
+    const c = parseWebhookConfig(config);
+    const a = buildApp(c, {
+      ctx: createPipelineContext(c, { nativeSidecars: true, registry: testRegistry() }),
+      queueTimeoutMs,
+    });
+    apps.push(a);
+    return a;
+  }
+  const metric = async (a: ReturnType<typeof app>, name: string) =>
+    (await a.inject({ method: 'GET', url: '/metrics' })).body.split('\n').filter((l) => l.startsWith(name));
+
+  it('a review beyond maxConcurrentReviews waits, and is refused 503 SK_ERR_WEBHOOK_BUSY after the wait', async () => {
+    const a = app({ maxConcurrentReviews: 1 }, 200);
+    // A request whose body never ends holds the one turn.
+    const body = new Readable({ read() {} });
+    body.push('{"apiVersion":');
+    const held = a.inject({
+      method: 'POST',
+      url: '/mutate',
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await metric(a, 'sidekey_webhook_reviews_in_flight')).toEqual([
+      'sidekey_webhook_reviews_in_flight 1',
+    ]);
+    const r = await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      payload: admissionReview(largePod({ containers: 1, secrets: 1, envSecrets: 0 })),
+    });
+    expect(r.statusCode).toBe(503);
+    expect(r.json()).toMatchObject({ code: 'SK_ERR_WEBHOOK_BUSY' });
+    expect(await metric(a, 'sidekey_webhook_request_errors_total{status="503",reason="busy"}')).toEqual([
+      'sidekey_webhook_request_errors_total{status="503",reason="busy"} 1',
+    ]);
+    // Once the held request ends, the turn is free again.
+    body.push('"x"}');
+    body.push(null);
+    expect((await held).statusCode).toBe(400);
+    const ok = await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      payload: admissionReview(largePod({ containers: 1, secrets: 1, envSecrets: 0 })),
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(await metric(a, 'sidekey_webhook_reviews_in_flight')).toEqual([
+      'sidekey_webhook_reviews_in_flight 0',
+    ]);
+  });
+
+  it("fastify's own 400, 413 and 415 answers are counted", async () => {
+    const a = app({});
+    const bad = await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"no',
+    });
+    expect(bad.statusCode).toBe(400);
+    const big = await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      headers: { 'content-type': 'application/json' },
+      payload: `"${'x'.repeat(5 * 1024 * 1024)}"`,
+    });
+    expect(big.statusCode).toBe(413);
+    const type = await a.inject({
+      method: 'POST',
+      url: '/mutate',
+      headers: { 'content-type': 'application/xml' },
+      payload: 'hi',
+    });
+    expect(type.statusCode).toBe(415);
+    const notReview = await a.inject({ method: 'POST', url: '/mutate', payload: { kind: 'Pod' } });
+    expect(notReview.statusCode).toBe(400);
+    expect((await metric(a, 'sidekey_webhook_request_errors_total{')).sort()).toEqual([
+      'sidekey_webhook_request_errors_total{status="400",reason="bad-json"} 1',
+      'sidekey_webhook_request_errors_total{status="400",reason="not-a-review"} 1',
+      'sidekey_webhook_request_errors_total{status="413",reason="body-too-large"} 1',
+      'sidekey_webhook_request_errors_total{status="415",reason="bad-content-type"} 1',
+    ]);
+  });
+});
