@@ -1,4 +1,4 @@
-import { SkError, toSkError } from '../src/errors.js';
+import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import { buildPod } from './build-pod.js';
 import type { ClusterDefaults } from './defaults.js';
@@ -43,6 +43,7 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
         where: 'spec.containers',
       });
     }
+    checkPodShape(input.pod.spec);
     checkPodLimits(input.pod);
     const plan = parseAndValidate(
       input.pod,
@@ -57,6 +58,48 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
     checkPatchLimit(Buffer.byteLength(patchJson));
     return { kind: 'inject', pod, patch, patchJson, mode: plan.mode };
   } catch (e) {
-    return { kind: 'invalid', error: toSkError(e, 'SK_ERR_INTERNAL', 'while injecting') };
+    // A bug: its message may quote the pod (a JSON or type error naming a value), so only its type.
+    if (e instanceof SkError) return { kind: 'invalid', error: e };
+    const type = e instanceof Error ? e.name : typeof e;
+    return {
+      kind: 'invalid',
+      error: new SkError(
+        'SK_ERR_INTERNAL',
+        `while injecting: failed unexpectedly (${type}); please report it`,
+        {
+          cause: e,
+        },
+      ),
+    };
+  }
+}
+
+/**
+ * The lists the build stage reads and extends, checked for shape: a `null` or a number where a
+ * container, env entry, mount or volume belongs is the manifest's mistake (SK_ERR_MANIFEST_INVALID
+ * naming the field), not a crash of the build stage.
+ */
+function checkPodShape(spec: Record<string, unknown>): void {
+  const bad = (where: string, what: string): never => {
+    throw new SkError('SK_ERR_MANIFEST_INVALID', `${where}: ${what}`, { where });
+  };
+  const list = (v: unknown, where: string, needs: readonly string[]): Record<string, unknown>[] => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) return bad(where, 'is not a list');
+    v.forEach((x, i) => {
+      if (!isRecord(x)) bad(`${where}[${i}]`, 'is not an object');
+      for (const k of needs) {
+        if (typeof (x as Record<string, unknown>)[k] !== 'string' || (x as Record<string, unknown>)[k] === '')
+          bad(`${where}[${i}].${k}`, 'is missing or not a string');
+      }
+    });
+    return v as Record<string, unknown>[];
+  };
+  list(spec.volumes, 'spec.volumes', ['name']);
+  for (const field of ['containers', 'initContainers'] as const) {
+    list(spec[field], `spec.${field}`, ['name']).forEach((c, i) => {
+      list(c.env, `spec.${field}[${i}].env`, ['name']);
+      list(c.volumeMounts, `spec.${field}[${i}].volumeMounts`, ['name', 'mountPath']);
+    });
   }
 }
