@@ -28,7 +28,7 @@ export function diffPatch(before: unknown, after: unknown): Operation[] {
 function kubernetesAware(input: unknown, output: unknown, ptr: Pointer): Operation[] | undefined {
   if (input === output) return [];
   if (Array.isArray(input) && Array.isArray(output))
-    return inPlace(input, output, ptr) ?? keyed(input, output, ptr);
+    return inPlace(input, output, ptr) ?? keyed(input, output, ptr) ?? bounded(input, output, ptr);
   if (isNamed(input) && isNamed(output) && input.name !== output.name && isIndex(ptr)) {
     return [{ op: 'replace', path: ptr.toString(), value: output }];
   }
@@ -70,25 +70,29 @@ function inPlace(input: unknown[], output: unknown[], ptr: Pointer): Operation[]
 }
 
 /**
- * A list of uniquely named items, diffed by name in O(n log n): the items that keep their relative
- * order (the longest run of them) stay and are diffed pairwise; the others are removed (highest index
- * first) and the new or moved ones added at their final index. Undefined (rfc6902's edit distance
- * then) for a list with unnamed items or a repeated name (volume mounts may repeat a volume's name).
+ * A list of named items, diffed by name in O(n log n): the items that keep their relative order (the
+ * longest run of them) stay and are diffed pairwise; the others are removed (highest index first) and
+ * the new or moved ones added at their final index. A repeated name (env may repeat one, mounts repeat
+ * a volume's) is matched by occurrence: the second `A` of the input with the second of the output.
+ * Undefined (rfc6902's edit distance, bounded, then) for a list with unnamed items.
  */
 function keyed(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
-  const at = new Map<string, number>();
-  for (let j = 0; j < output.length; j++) {
-    const o = output[j];
-    if (!isNamed(o) || at.has(o.name as string)) return undefined;
-    at.set(o.name as string, j);
-  }
-  const seen = new Set<string>();
-  const target: number[] = []; // output index of each input item, -1 when gone
-  for (const a of input) {
-    if (!isNamed(a) || seen.has(a.name as string)) return undefined;
-    seen.add(a.name as string);
-    target.push(at.get(a.name as string) ?? -1);
-  }
+  const keys = (list: unknown[]): string[] | undefined => {
+    const count = new Map<string, number>();
+    const out: string[] = [];
+    for (const x of list) {
+      if (!isNamed(x)) return undefined;
+      const n = count.get(x.name as string) ?? 0;
+      count.set(x.name as string, n + 1);
+      out.push(`${n}\0${x.name as string}`);
+    }
+    return out;
+  };
+  const inKeys = keys(input);
+  const outKeys = keys(output);
+  if (!inKeys || !outKeys) return undefined;
+  const at = new Map<string, number>(outKeys.map((k, j) => [k, j]));
+  const target = inKeys.map((k) => at.get(k) ?? -1); // output index of each input item, -1 when gone
   const stay = longestIncreasing(target);
   const ops: Operation[] = [];
   for (let i = input.length - 1; i >= 0; i--) {
@@ -130,6 +134,19 @@ function longestIncreasing(xs: readonly number[]): Set<number> {
   const out = new Set<number>();
   for (let i = tails.length > 0 ? tails[tails.length - 1]! : -1; i >= 0; i = prev[i]!) out.add(i);
   return out;
+}
+
+/** Above this many cells (input × output length) rfc6902's edit-distance table is not built. */
+const EDIT_DISTANCE_CELLS = 40_000;
+
+/**
+ * The last resort for a list neither in place nor named: rfc6902's edit-distance search while the
+ * lists are small; above {@link EDIT_DISTANCE_CELLS} (its time and memory grow with the product of
+ * the lengths) one `replace` of the list, whose size is bounded by the pod's.
+ */
+function bounded(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
+  if (input.length * output.length <= EDIT_DISTANCE_CELLS) return undefined;
+  return [{ op: 'replace', path: ptr.toString(), value: output }];
 }
 
 function prefixed(op: Operation, at: string): Operation {

@@ -85,6 +85,23 @@ describe('the patch follows the change, not the pod', () => {
     ]);
   });
 
+  it('repeated names are matched by occurrence; big unnamed lists are replaced, not searched', () => {
+    const env = Array.from({ length: 2000 }, (_, i) => ({ name: `S_${i % 1000}`, value: String(i) }));
+    env.splice(500, 0, { name: 'DB_FILE', value: '/old' });
+    const before = { spec: { containers: [container('app', env)] } };
+    const after = structuredClone(before);
+    after.spec.containers[0]!.env.splice(500, 1);
+    after.spec.containers[0]!.env.push({ name: 'DB_FILE', value: '/new' });
+    const patch = diffPatch(before, after);
+    expect(patch).toEqual([
+      { op: 'remove', path: '/spec/containers/0/env/500' },
+      { op: 'add', path: '/spec/containers/0/env/2000', value: { name: 'DB_FILE', value: '/new' } },
+    ]);
+    const args = { spec: { args: Array.from({ length: 1000 }, (_, i) => `--flag-${i}`) } };
+    const moved = { spec: { args: [...args.spec.args.slice(1), args.spec.args[0]!] } };
+    expect(diffPatch(args, moved)).toEqual([{ op: 'replace', path: '/spec/args', value: moved.spec.args }]);
+  });
+
   it('an init container put first before the pod’s own large ones: one add, nothing copied', () => {
     const pod = {
       spec: {
