@@ -29,6 +29,12 @@ describe('denials never quote a pasted value', () => {
     ['a file option key', { 'sidekey.io/secret-db': `file:/x?${PASTED}=1` }, 'SK_ERR_REF_SYNTAX'],
     ['a k8s option key', { 'sidekey.io/secret-db': `k8s:db?${PASTED}=1` }, 'SK_ERR_REF_SYNTAX'],
     [
+      'a gcp option key',
+      { 'sidekey.io/secret-db': `gcp:projects/p/secrets/db?${PASTED}=1` },
+      'SK_ERR_REF_SYNTAX',
+    ],
+    ['an azure option key', { 'sidekey.io/secret-db': `azure:myvault/db?${PASTED}=1` }, 'SK_ERR_REF_SYNTAX'],
+    [
       'a repeated option key',
       { 'sidekey.io/secret-db': `vault:a?${PASTED}=1&${PASTED}=2` },
       'SK_ERR_REF_SYNTAX',
