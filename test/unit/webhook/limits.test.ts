@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import jsonpatch from 'fast-json-patch';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -234,6 +236,46 @@ describe('the server: concurrency bound and its own errors in metrics', () => {
     ]);
   });
 
+  it('a client that goes away while waiting does not keep a turn (real sockets)', async () => {
+    const a = app({ maxConcurrentReviews: 1 }, 5000);
+    await a.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = a.server.address() as AddressInfo;
+    const open = (body?: string) => {
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        path: '/mutate',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
+      req.on('error', () => {});
+      const answer = new Promise<number>((resolve) =>
+        req.on('response', (r) => {
+          r.resume();
+          resolve(r.statusCode ?? 0);
+        }),
+      );
+      if (body !== undefined) req.end(body);
+      return { req, answer };
+    };
+    const inFlight = async () => (await metric(a, 'sidekey_webhook_reviews_in_flight'))[0];
+    const holder = open(); // headers sent, body never ends: holds the one turn
+    holder.req.write('{"apiVersion":');
+    await waitUntil(async () => (await inFlight()) === 'sidekey_webhook_reviews_in_flight 1');
+    const leaver = open(
+      JSON.stringify(admissionReview(largePod({ containers: 1, secrets: 1, envSecrets: 0 }))),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    leaver.req.destroy(); // gone while waiting for a turn
+    holder.req.end('"x"}');
+    expect(await holder.answer).toBe(400);
+    const next = open(
+      JSON.stringify(admissionReview(largePod({ containers: 1, secrets: 1, envSecrets: 0 }))),
+    );
+    expect(await next.answer).toBe(200);
+    await waitUntil(async () => (await inFlight()) === 'sidekey_webhook_reviews_in_flight 0');
+  });
+
   it("fastify's own 400, 413 and 415 answers are counted", async () => {
     const a = app({});
     const bad = await a.inject({
@@ -267,3 +309,11 @@ describe('the server: concurrency bound and its own errors in metrics', () => {
     ]);
   });
 });
+
+async function waitUntil(ok: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
