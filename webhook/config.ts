@@ -153,10 +153,11 @@ export const webhookConfigSchema = z
     >,
     /**
      * Admission reviews answered at once; more wait (up to 5 s, then HTTP 503 SK_ERR_WEBHOOK_BUSY)
-     * before their body is read. The largest accepted pod × this must fit the memory limit: 4 fits
-     * the chart's 192Mi with room (docs/webhook.md, "Limits").
+     * before their body is read. The largest accepted review × this must fit the memory limit: 2
+     * fits the chart's 192Mi with room (docs/webhook.md, "Limits"). The handler is synchronous, so
+     * more turns add no throughput on one core.
      */
-    maxConcurrentReviews: z.number().int().min(1).max(64).default(4),
+    maxConcurrentReviews: z.number().int().min(1).max(64).default(2),
     /** Log level (pino); `SIDEKEY_LOG_LEVEL` wins when set. Default `info`. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })

@@ -11,7 +11,7 @@ import type { PipelineContext } from './pipeline.js';
 import { type KeyPair, readKeyPair, watchKeyPair } from './tls-files.js';
 
 /** Largest AdmissionReview accepted: a pod may be up to etcd's 1.5 MiB, and the review carries it once. */
-const BODY_LIMIT = 4 * 1024 * 1024;
+export const BODY_LIMIT = 4 * 1024 * 1024;
 
 export interface AppOptions {
   /** Serve HTTPS with this pair (TLS ≥ 1.2); omit for plain HTTP (`app.inject()` tests). */

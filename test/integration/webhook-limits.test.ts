@@ -7,20 +7,25 @@ import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIMITS } from '../../webhook/limits.ts';
+import { BODY_LIMIT } from '../../webhook/server.ts';
 import { type CliProcess, spawnCli } from '../helpers/cli.ts';
 import { admissionReview, LARGEST, largePod } from '../helpers/large-pod.ts';
 
 /**
  * The webhook's memory bound, measured on the real server process (`sidekey webhook`, the built CLI)
- * the way the API server would load it: the largest accepted pod, 16 of them at once
- * with maxConcurrentReviews 4, run with the chart's NODE_OPTIONS. The peak resident memory of the process (VmHWM) must stay
- * under the chart's limit (192Mi).
+ * the way the API server would load it: the largest accepted pod, padded to a review just under the
+ * body limit (4 MiB), 16 of them at once with the default maxConcurrentReviews, run with the chart's
+ * NODE_OPTIONS. The peak resident memory of the process (VmHWM) must stay under the chart's limit
+ * (192Mi).
  * docs/webhook.md ("Limits") states the figure this prints.
  */
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const CHART_LIMIT = 192 * 1024 * 1024;
-const CONCURRENCY = 4;
+/** The default of maxConcurrentReviews (webhook/config.ts, the chart's value). */
+const CONCURRENCY = 2;
+/** The largest accepted pod, its containers padded so the review is just under the body limit. */
+const WORST = { ...LARGEST, envPerContainer: 280 };
 /** The webhook runs with the chart's NODE_OPTIONS (its V8 heap cap). */
 const CHART_NODE_OPTIONS = /name: NODE_OPTIONS\s+value: "([^"]+)"/.exec(
   readFileSync(new URL('../../charts/sidekey/templates/deployment.yaml', import.meta.url), 'utf8'),
@@ -114,9 +119,11 @@ describe('webhook memory at its limits (real server)', () => {
     const before = peakRss();
     const bodies = Array.from({ length: 16 }, (_, i) =>
       JSON.stringify(
-        admissionReview(largePod(LARGEST), `b6f5a0f2-0000-4000-8000-${String(i).padStart(12, '0')}`),
+        admissionReview(largePod(WORST), `b6f5a0f2-0000-4000-8000-${String(i).padStart(12, '0')}`),
       ),
     );
+    expect(bodies[0]!.length).toBeGreaterThan(0.9 * BODY_LIMIT);
+    expect(bodies[0]!.length).toBeLessThan(BODY_LIMIT);
     const answers = await Promise.all(bodies.map(post));
     const peak = peakRss();
     let patchBytes = 0;
