@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGE_NODE_OPTION } from '../../sidecar/v8-flags.ts';
 import { LIMITS } from '../../webhook/limits.ts';
 import { BODY_LIMIT } from '../../webhook/server.ts';
 import { type CliProcess, spawnCli } from '../helpers/cli.ts';
@@ -15,7 +16,7 @@ import { admissionReview, LARGEST, largePod } from '../helpers/large-pod.ts';
  * The webhook's memory bound, measured on the real server process (`sidekey webhook`, the built CLI)
  * the way the API server would load it: the largest accepted pod, padded to a review just under the
  * body limit (4 MiB), 16 of them at once with the default maxConcurrentReviews, run with the chart's
- * NODE_OPTIONS. The peak resident memory of the process (VmHWM) must stay under the chart's limit
+ * NODE_OPTIONS and the image's Node option. The peak resident memory of the process (VmHWM) must stay under the chart's limit
  * (192Mi).
  * docs/webhook.md ("Limits") states the figure this prints.
  */
@@ -26,7 +27,10 @@ const CHART_LIMIT = 192 * 1024 * 1024;
 const CONCURRENCY = 2;
 /** The largest accepted pod, its containers padded so the review is just under the body limit. */
 const WORST = { ...LARGEST, envPerContainer: 280 };
-/** The webhook runs with the chart's NODE_OPTIONS (its V8 heap cap). */
+/**
+ * The webhook runs as in the chart: its NODE_OPTIONS (the V8 heap cap), and the option the image
+ * starts every sidekey process with (a 1 MiB young generation).
+ */
 const CHART_NODE_OPTIONS = /name: NODE_OPTIONS\s+value: "([^"]+)"/.exec(
   readFileSync(new URL('../../charts/sidekey/templates/deployment.yaml', import.meta.url), 'utf8'),
 )![1]!;
@@ -77,7 +81,10 @@ beforeAll(async () => {
       '--tls-key',
       path.join(dir, 'tls.key'),
     ],
-    { env: { SIDEKEY_LOG_LEVEL: 'info', NODE_OPTIONS: CHART_NODE_OPTIONS }, timeoutMs: 120_000 },
+    {
+      env: { SIDEKEY_LOG_LEVEL: 'info', NODE_OPTIONS: `${CHART_NODE_OPTIONS} ${IMAGE_NODE_OPTION}` },
+      timeoutMs: 120_000,
+    },
   );
   await proc.waitForOutput(/"port":\d+/, 20_000);
   port = Number(/"port":(\d+)/.exec(proc.stderr())![1]);
