@@ -84,6 +84,11 @@ export const ERRORS = {
     kind: 'input',
     status: 400,
   },
+  SK_ERR_POD_TOO_LARGE: {
+    summary: 'the pod is above a webhook limit (secrets, containers, *_FILE entries or patch size)',
+    kind: 'input',
+    status: 400,
+  },
 
   // --- fetching (runtime) ---
   SK_ERR_SOURCE_NOT_FOUND: {
@@ -155,6 +160,11 @@ export const ERRORS = {
     summary: 'the webhook config file is missing, not YAML, or has a bad field',
     kind: 'input',
     status: 500,
+  },
+  SK_ERR_WEBHOOK_BUSY: {
+    summary: 'the webhook is answering as many reviews as it may at once and this one waited too long',
+    kind: 'runtime',
+    status: 503,
   },
   SK_ERR_INTERNAL: { summary: 'a bug in sidekey; please report it', kind: 'runtime', status: 500 },
 } as const satisfies Record<string, ErrorDef>;

@@ -6,7 +6,8 @@ export const STATUS_FILE_NAME = '.sidekey-status.json';
 
 /**
  * Validate a user-given relative file path (secret file names, `sidekey.io/file-<name>`).
- * Refused: empty, absolute, any `..` or `.` segment, backslashes, NUL, a leading `..data`-style name
+ * Refused: empty, absolute, any `..` or `.` segment, backslashes, NUL, newlines and other control
+ * characters, a segment over 255 bytes (UTF-8), a leading `..data`-style name
  * (reserved for the writer), the status file's name, and anything `path.posix.normalize` would change (`a//b`, `a/./b`, `a/`).
  */
 export function validateRelativePath(p: string, where: string): string {
@@ -15,6 +16,11 @@ export function validateRelativePath(p: string, where: string): string {
   };
   if (typeof p !== 'string' || p === '') return fail('is empty');
   if (p.includes('\0')) return fail('contains a NUL byte');
+  // A newline would split SIDEKEY_CHANGED_FILES (one name a line) and log lines; no control character
+  // belongs in a file name.
+  if (p.includes('\n')) return fail('contains a newline');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  if (/[\x00-\x1f\x7f]/.test(p)) return fail('contains a control character');
   if (p.includes('\\')) return fail('contains a backslash');
   if (path.posix.isAbsolute(p)) return fail('is absolute; give a path relative to the mount directory');
   const segments = p.split('/');
@@ -24,7 +30,9 @@ export function validateRelativePath(p: string, where: string): string {
   if (segments[0]!.startsWith('..')) return fail('starts with "..", which is reserved for the atomic writer');
   if (segments[0] === STATUS_FILE_NAME)
     return fail(`is "${STATUS_FILE_NAME}", which is reserved for the status file`);
-  if (segments.some((s) => s.length > 255)) return fail('has a segment longer than 255 characters');
+  // NAME_MAX counts bytes: 128 × "é" is 256 bytes and would fail only at write time.
+  if (segments.some((s) => Buffer.byteLength(s) > 255))
+    return fail('has a segment longer than 255 bytes (UTF-8)');
   return p;
 }
 

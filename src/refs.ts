@@ -61,7 +61,7 @@ export function parseRef(raw: string, where = 'ref'): SecretRef {
     rest = rest.slice(0, q);
     for (const [k, v] of new URLSearchParams(query)) {
       if (k === '') return fail('has an empty option name');
-      if (k in options) return fail(`repeats option "${k}"`);
+      if (k in options) return fail('repeats an option');
       options[k] = v;
     }
   }

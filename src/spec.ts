@@ -284,7 +284,7 @@ export function resolveSpec(doc: unknown, opts: ResolveOptions = {}): ResolvedSp
     if (opts.knownProviders && !opts.knownProviders.includes(ref.provider)) {
       throw new SkError(
         'SK_ERR_PROVIDER_UNKNOWN',
-        `${w(`${at}.ref`)}: unknown provider "${ref.provider}" (known: ${opts.knownProviders.join(', ')})`,
+        `${w(`${at}.ref`)}: the ref names an unknown provider (known: ${opts.knownProviders.join(', ')})`,
         { where: w(`${at}.ref`) },
       );
     }

@@ -181,9 +181,17 @@ export class AtomicWriter {
     await this.#mkdirOut();
     await this.#checkVisibleNames(clean);
 
-    // (2) the live generation
+    // (2) the live generation: only a generation directory of this one; a `..data` pointing anywhere
+    // else (planted, or another tool's) is never read, and the swap replaces it.
     const dataPath = path.join(this.dir, DATA_DIR);
-    const oldGen = await readlinkOrUndefined(dataPath, 'the ..data symlink');
+    let oldGen = await readlinkOrUndefined(dataPath, 'the ..data symlink');
+    if (oldGen !== undefined && !isGeneration(oldGen)) {
+      this.#log.warn(
+        { dir: this.dir },
+        '..data does not point at a generation of this directory; replacing it',
+      );
+      oldGen = undefined;
+    }
 
     // (3) fingerprint it
     const oldFiles = oldGen === undefined ? new Map<string, Fingerprint>() : await this.#fingerprints(oldGen);
@@ -208,8 +216,8 @@ export class AtomicWriter {
       // (6) the payload, fsynced
       await this.#writePayload(genPath, clean);
 
-      // (7) ..data_tmp -> new generation (a crash may have left one behind)
-      await fs.rm(tmpLink, { force: true });
+      // (7) ..data_tmp -> new generation (a crash, or anything else, may have left one behind)
+      await fs.rm(tmpLink, { force: true, recursive: true });
       await fs.symlink(gen, tmpLink);
 
       // (8) the atomic swap
@@ -284,7 +292,15 @@ export class AtomicWriter {
 
   async #mkdirOut(): Promise<void> {
     try {
-      await fs.mkdir(this.dir, { recursive: true, mode: DIR_MODE });
+      const first = await fs.mkdir(this.dir, { recursive: true, mode: DIR_MODE });
+      // mkdir honours the umask (0700 under umask 077): the directories this call created get the
+      // documented 0755, so the app's user can traverse them. An existing directory keeps its mode.
+      if (first !== undefined) {
+        for (let d = this.dir; ; d = path.dirname(d)) {
+          await fs.chmod(d, DIR_MODE);
+          if (d === first || path.dirname(d) === d) break;
+        }
+      }
     } catch (e) {
       throw writeError(e, `creating the output directory ${this.dir}`);
     }
@@ -491,6 +507,11 @@ export class AtomicWriter {
     // Never keeps the process alive: a leftover is removed by the next process's first write.
     this.#cleanupTimer.unref();
   }
+}
+
+/** A generation directory's name, as `..data` must hold it: no path, no `..` walk. */
+function isGeneration(target: string): boolean {
+  return GENERATION_RE.test(target) && !target.includes('/');
 }
 
 function topLevel(p: string): string {

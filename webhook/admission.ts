@@ -74,7 +74,7 @@ export function reviewAdmission(body: unknown, ctx: PipelineContext, onInvalid: 
   let allowedInvalid = false;
   if (outcome.kind === 'inject') {
     response.patchType = 'JSONPatch';
-    response.patch = Buffer.from(JSON.stringify(outcome.patch)).toString('base64');
+    response.patch = Buffer.from(outcome.patchJson).toString('base64');
   } else if (outcome.kind === 'invalid') {
     const text = denialMessage(outcome.error);
     if (onInvalid === 'allow-without-injection' && outcome.error.kind === 'input') {

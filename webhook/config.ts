@@ -158,6 +158,13 @@ export const webhookConfigSchema = z
       .default({}) as unknown as z.ZodDefault<
       z.ZodType<Record<string, Readonly<Record<string, unknown>> | undefined>>
     >,
+    /**
+     * Admission reviews answered at once; more wait (up to 5 s, then HTTP 503 SK_ERR_WEBHOOK_BUSY)
+     * before their body is read. The largest accepted review × this must fit the memory limit: 2
+     * fits the chart's 192Mi with room (docs/webhook.md, "Limits"). The handler is synchronous, so
+     * more turns add no throughput on one core.
+     */
+    maxConcurrentReviews: z.number().int().min(1).max(64).default(2),
     /** Log level (pino); `SIDEKEY_LOG_LEVEL` wins when set. Default `info`. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })

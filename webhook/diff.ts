@@ -20,11 +20,15 @@ export function diffPatch(before: unknown, after: unknown): Operation[] {
  *   different names replace each other whole, instead of a field-by-field rewrite that reads as if an
  *   env var were renamed;
  * - when a list kept its items in order, maybe removing some and appending others (what the build
- *   stage does to env, mounts, volumes and containers), items are compared pairwise in one pass.
+ *   stage does to env, mounts, volumes and containers), items are compared pairwise in one pass;
+ * - any other edit of a list of uniquely named items (an item moved, one inserted in the middle) is
+ *   diffed by name: the patch removes, adds or edits single items at their index and never replaces
+ *   the list, so its size follows the change, not the pod (see {@link keyed}).
  */
 function kubernetesAware(input: unknown, output: unknown, ptr: Pointer): Operation[] | undefined {
   if (input === output) return [];
-  if (Array.isArray(input) && Array.isArray(output)) return inPlace(input, output, ptr);
+  if (Array.isArray(input) && Array.isArray(output))
+    return inPlace(input, output, ptr) ?? keyed(input, output, ptr) ?? bounded(input, output, ptr);
   if (isNamed(input) && isNamed(output) && input.name !== output.name && isIndex(ptr)) {
     return [{ op: 'replace', path: ptr.toString(), value: output }];
   }
@@ -63,6 +67,86 @@ function inPlace(input: unknown[], output: unknown[], ptr: Pointer): Operation[]
   const end = ptr.add('-').toString();
   for (; j < output.length; j++) ops.push({ op: 'add', path: end, value: output[j] });
   return ops;
+}
+
+/**
+ * A list of named items, diffed by name in O(n log n): the items that keep their relative order (the
+ * longest run of them) stay and are diffed pairwise; the others are removed (highest index first) and
+ * the new or moved ones added at their final index. A repeated name (env may repeat one, mounts repeat
+ * a volume's) is matched by occurrence: the second `A` of the input with the second of the output.
+ * Undefined (rfc6902's edit distance, bounded, then) for a list with unnamed items.
+ */
+function keyed(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
+  const keys = (list: unknown[]): string[] | undefined => {
+    const count = new Map<string, number>();
+    const out: string[] = [];
+    for (const x of list) {
+      if (!isNamed(x)) return undefined;
+      const n = count.get(x.name as string) ?? 0;
+      count.set(x.name as string, n + 1);
+      out.push(`${n}\0${x.name as string}`);
+    }
+    return out;
+  };
+  const inKeys = keys(input);
+  const outKeys = keys(output);
+  if (!inKeys || !outKeys) return undefined;
+  const at = new Map<string, number>(outKeys.map((k, j) => [k, j]));
+  const target = inKeys.map((k) => at.get(k) ?? -1); // output index of each input item, -1 when gone
+  const stay = longestIncreasing(target);
+  const ops: Operation[] = [];
+  for (let i = input.length - 1; i >= 0; i--) {
+    if (!stay.has(i)) ops.push({ op: 'remove', path: ptr.add(String(i)).toString() });
+  }
+  const kept = new Map<number, unknown>(); // output index → the input item staying there
+  for (const i of stay) kept.set(target[i]!, input[i]);
+  for (let j = 0; j < output.length; j++) {
+    const b = output[j];
+    if (!kept.has(j)) {
+      ops.push({ op: 'add', path: ptr.add(String(j)).toString(), value: b });
+      continue;
+    }
+    const a = kept.get(j);
+    if (a === b) continue;
+    const here = ptr.add(String(j)).toString();
+    for (const op of createPatch(a, b, kubernetesAware)) ops.push(prefixed(op, here));
+  }
+  return ops;
+}
+
+/** Indices of a longest strictly increasing subsequence of `xs`, ignoring negative entries. */
+function longestIncreasing(xs: readonly number[]): Set<number> {
+  const tails: number[] = []; // tails[k]: index into xs of the smallest tail of a run of length k+1
+  const prev: number[] = new Array(xs.length).fill(-1);
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    if (x < 0) continue;
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (xs[tails[mid]!]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) prev[i] = tails[lo - 1]!;
+    tails[lo] = i;
+  }
+  const out = new Set<number>();
+  for (let i = tails.length > 0 ? tails[tails.length - 1]! : -1; i >= 0; i = prev[i]!) out.add(i);
+  return out;
+}
+
+/** Above this many cells (input × output length) rfc6902's edit-distance table is not built. */
+const EDIT_DISTANCE_CELLS = 40_000;
+
+/**
+ * The last resort for a list neither in place nor named: rfc6902's edit-distance search while the
+ * lists are small; above {@link EDIT_DISTANCE_CELLS} (its time and memory grow with the product of
+ * the lengths) one `replace` of the list, whose size is bounded by the pod's.
+ */
+function bounded(input: unknown[], output: unknown[], ptr: Pointer): Operation[] | undefined {
+  if (input.length * output.length <= EDIT_DISTANCE_CELLS) return undefined;
+  return [{ op: 'replace', path: ptr.toString(), value: output }];
 }
 
 function prefixed(op: Operation, at: string): Operation {

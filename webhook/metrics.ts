@@ -10,6 +10,8 @@ export interface WebhookMetrics {
   readonly invalidAllowed: Counter<'code'>;
   readonly tlsReloads: Counter<'result'>;
   readonly tlsNotAfter: Gauge;
+  readonly requestErrors: Counter<'status' | 'reason'>;
+  readonly inFlight: Gauge;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookMetrics {
@@ -59,6 +61,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
     tlsNotAfter: new Gauge({
       name: 'sidekey_webhook_tls_certificate_not_after_seconds',
       help: 'Expiry (Unix time) of the certificate being served; alert well before it.',
+      registers: [registry],
+    }),
+    requestErrors: new Counter({
+      name: 'sidekey_webhook_request_errors_total',
+      help: 'Requests to /mutate answered without an AdmissionReview, by HTTP status and reason (not-a-review, bad-json, body-too-large, bad-content-type, busy, internal).',
+      labelNames: ['status', 'reason'],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'sidekey_webhook_reviews_in_flight',
+      help: 'Admission reviews being answered now (at most maxConcurrentReviews; the others wait).',
       registers: [registry],
     }),
   };

@@ -1,9 +1,10 @@
-import { SkError, toSkError } from '../src/errors.js';
+import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import { buildPod } from './build-pod.js';
 import type { ClusterDefaults } from './defaults.js';
 import { diffPatch, type Operation } from './diff.js';
 import type { Pod } from './k8s.js';
+import { checkPatchLimit, checkPlanLimits, checkPodLimits } from './limits.js';
 import { type ShouldInjectInput, type SkipReason, shouldInject } from './should-inject.js';
 import { parseAndValidate, type ValidateDeps } from './validate.js';
 
@@ -20,12 +21,15 @@ export type Outcome =
       readonly kind: 'inject';
       readonly pod: Pod;
       readonly patch: Operation[];
+      /** `patch` as JSON, the bytes sent (at most LIMITS.patchBytes). */
+      readonly patchJson: string;
       readonly mode: 'native' | 'sidecar' | 'init-only';
     }
   | { readonly kind: 'invalid'; readonly error: SkError };
 
 /**
- * The admission pipeline: should-inject → defaults → parse + validate → build the pod → diff.
+ * The admission pipeline: should-inject → defaults → parse + validate → limits → build the pod → diff
+ * (→ patch size limit).
  * Never throws: a user mistake is `invalid` with an SkError naming the annotation; a bug is `invalid`
  * with SK_ERR_INTERNAL (the HTTP layer turns both into a denial).
  */
@@ -39,15 +43,63 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
         where: 'spec.containers',
       });
     }
+    checkPodShape(input.pod.spec);
+    checkPodLimits(input.pod);
     const plan = parseAndValidate(
       input.pod,
       input.namespace ?? input.pod.metadata?.namespace,
       ctx.defaults,
       ctx,
     );
+    checkPlanLimits(plan);
     const pod = buildPod(input.pod, plan, ctx.defaults);
-    return { kind: 'inject', pod, patch: diffPatch(input.pod, pod), mode: plan.mode };
+    const patch = diffPatch(input.pod, pod);
+    const patchJson = JSON.stringify(patch);
+    checkPatchLimit(Buffer.byteLength(patchJson));
+    return { kind: 'inject', pod, patch, patchJson, mode: plan.mode };
   } catch (e) {
-    return { kind: 'invalid', error: toSkError(e, 'SK_ERR_INTERNAL', 'while injecting') };
+    // A bug: its message may quote the pod (a JSON or type error naming a value), so only its type.
+    if (e instanceof SkError) return { kind: 'invalid', error: e };
+    const type = e instanceof Error ? e.name : typeof e;
+    return {
+      kind: 'invalid',
+      error: new SkError(
+        'SK_ERR_INTERNAL',
+        `while injecting: failed unexpectedly (${type}); please report it`,
+        {
+          cause: e,
+        },
+      ),
+    };
+  }
+}
+
+/**
+ * The lists the build stage reads and extends, checked for shape: a `null` or a number where a
+ * container, env entry, mount or volume belongs is the manifest's mistake (SK_ERR_MANIFEST_INVALID
+ * naming the field), not a crash of the build stage.
+ */
+function checkPodShape(spec: Record<string, unknown>): void {
+  const bad = (where: string, what: string): never => {
+    throw new SkError('SK_ERR_MANIFEST_INVALID', `${where}: ${what}`, { where });
+  };
+  const list = (v: unknown, where: string, needs: readonly string[]): Record<string, unknown>[] => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) return bad(where, 'is not a list');
+    v.forEach((x, i) => {
+      if (!isRecord(x)) bad(`${where}[${i}]`, 'is not an object');
+      for (const k of needs) {
+        if (typeof (x as Record<string, unknown>)[k] !== 'string' || (x as Record<string, unknown>)[k] === '')
+          bad(`${where}[${i}].${k}`, 'is missing or not a string');
+      }
+    });
+    return v as Record<string, unknown>[];
+  };
+  list(spec.volumes, 'spec.volumes', ['name']);
+  for (const field of ['containers', 'initContainers'] as const) {
+    list(spec[field], `spec.${field}`, ['name']).forEach((c, i) => {
+      list(c.env, `spec.${field}[${i}].env`, ['name']);
+      list(c.volumeMounts, `spec.${field}[${i}].volumeMounts`, ['name', 'mountPath']);
+    });
   }
 }

@@ -11,7 +11,7 @@ import type { PipelineContext } from './pipeline.js';
 import { type KeyPair, readKeyPair, watchKeyPair } from './tls-files.js';
 
 /** Largest AdmissionReview accepted: a pod may be up to etcd's 1.5 MiB, and the review carries it once. */
-const BODY_LIMIT = 4 * 1024 * 1024;
+export const BODY_LIMIT = 4 * 1024 * 1024;
 
 export interface AppOptions {
   /** Serve HTTPS with this pair (TLS ≥ 1.2); omit for plain HTTP (`app.inject()` tests). */
@@ -22,6 +22,54 @@ export interface AppOptions {
   /** Whether `auto` means native sidecars; default from the config (version), else false. */
   readonly nativeSidecars?: boolean;
   readonly metrics?: WebhookMetrics;
+  /** How long a review waits for a turn before HTTP 503 SK_ERR_WEBHOOK_BUSY (ms, default 5000). */
+  readonly queueTimeoutMs?: number;
+}
+
+/** How long a review may wait for a turn: well inside the API server's webhook timeout (10 s default). */
+const QUEUE_TIMEOUT_MS = 5000;
+
+/**
+ * At most `max` admission reviews at once, the rest waiting in arrival order. Waiting happens before
+ * the body is read, so a waiting request costs its socket's buffer, not its pod.
+ */
+export class ReviewGate {
+  #active = 0;
+  readonly #waiting: Array<(ok: boolean) => void> = [];
+  constructor(
+    readonly max: number,
+    readonly timeoutMs: number,
+  ) {}
+
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Resolves true with a turn taken, or false after `timeoutMs` without one. */
+  acquire(): Promise<boolean> {
+    if (this.#active < this.max) {
+      this.#active++;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const turn = (ok: boolean) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => {
+        const i = this.#waiting.indexOf(turn);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        resolve(false);
+      }, this.timeoutMs);
+      this.#waiting.push(turn);
+    });
+  }
+
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next(true);
+    else this.#active--;
+  }
 }
 
 /**
@@ -63,11 +111,43 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
     return metrics.registry.metrics();
   });
 
+  // The concurrency bound (docs/webhook.md, "Limits"): a turn is taken before the body is read and
+  // given back when the answer has been sent (or the connection is gone).
+  const gate = new ReviewGate(config.maxConcurrentReviews, opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS);
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'POST' || request.routeOptions.url !== '/mutate') return;
+    let held = false;
+    let closed = false;
+    reply.raw.once('close', () => {
+      closed = true;
+      if (held) {
+        held = false;
+        metrics.inFlight.dec();
+        gate.release();
+      }
+    });
+    if (!(await gate.acquire())) {
+      metrics.requestErrors.inc({ status: '503', reason: 'busy' });
+      log.warn({ max: gate.max, waitedMs: gate.timeoutMs }, 'admission review refused: webhook busy');
+      return reply.code(503).send({
+        code: 'SK_ERR_WEBHOOK_BUSY',
+        message: `the webhook is answering ${gate.max} reviews at once (maxConcurrentReviews) and this one waited ${gate.timeoutMs / 1000} s for a turn`,
+      });
+    }
+    if (closed) {
+      gate.release();
+      return;
+    }
+    held = true;
+    metrics.inFlight.inc();
+  });
+
   app.post('/mutate', async (request, reply) => {
     const end = metrics.duration.startTimer();
     const r = reviewAdmission(request.body, ctx, config.onInvalidAnnotations);
     if (r.kind === 'bad-request') {
       end({ outcome: 'bad-request' });
+      metrics.requestErrors.inc({ status: '400', reason: 'not-a-review' });
       log.warn({ err: r.message }, 'bad admission request');
       return reply.code(400).send({ code: 'SK_ERR_MANIFEST_INVALID', message: r.message });
     }
@@ -122,6 +202,15 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
           : status === 415
             ? 'the request body must be application/json'
             : 'the request body is not a JSON AdmissionReview';
+    const reason =
+      status === 500
+        ? 'internal'
+        : status === 413
+          ? 'body-too-large'
+          : status === 415
+            ? 'bad-content-type'
+            : 'bad-json';
+    metrics.requestErrors.inc({ status: String(status), reason });
     log.warn({ status, code: err.code }, what);
     void reply.code(status).send({
       code: status === 500 ? 'SK_ERR_INTERNAL' : 'SK_ERR_MANIFEST_INVALID',

@@ -144,12 +144,10 @@ export const durationInput = z.union([z.string(), z.number()]);
 // Setting formats: one parser for annotations, one zod schema for cluster defaults
 // ---------------------------------------------------------------------------------------------------
 
-/** Short, single-line rendering of a user value for messages (annotation values are not secrets). */
-function show(v: string): string {
-  const s = v.replace(/\s+/g, ' ');
-  return JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
-}
-
+/**
+ * A setting's value is never quoted: a value typed into the wrong annotation (a token for a role, a
+ * URL with `user:password@`) may be a secret. The key and what was expected say enough.
+ */
 function invalid(key: string, why: string): SkError {
   return new SkError('SK_ERR_ANNOTATION_INVALID', `${key}: ${why}`, { where: key });
 }
@@ -160,7 +158,7 @@ function urlProblem(v: string): string | undefined {
   try {
     u = new URL(v);
   } catch {
-    return `${show(v)} is not an absolute URL`;
+    return 'is not an absolute URL';
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'must be an http(s) URL';
   if (u.username || u.password) return 'must not carry credentials';
@@ -175,12 +173,12 @@ export function parseSettingValue(format: SettingFormat, key: string, raw: strin
   const v = raw.trim();
   if (v === '') throw invalid(key, 'is empty');
   if (Array.isArray(format)) {
-    if (!format.includes(v)) throw invalid(key, `${show(v)} is not one of ${format.join(', ')}`);
+    if (!format.includes(v)) throw invalid(key, `is not one of ${format.join(', ')}`);
     return v;
   }
   if (typeof format === 'object') {
     const f = format as { pattern: RegExp; what: string };
-    if (!anchored(f.pattern).test(v)) throw invalid(key, `${show(v)} is not ${f.what}`);
+    if (!anchored(f.pattern).test(v)) throw invalid(key, `is not ${f.what}`);
     return v;
   }
   switch (format) {
@@ -190,7 +188,7 @@ export function parseSettingValue(format: SettingFormat, key: string, raw: strin
       return v;
     }
     case 'boolean':
-      if (v !== 'true' && v !== 'false') throw invalid(key, `${show(v)} is not true or false`);
+      if (v !== 'true' && v !== 'false') throw invalid(key, 'is not true or false');
       return v === 'true';
     case 'duration':
       parseDuration(v, key);

@@ -31,7 +31,8 @@ export class ProviderRegistry {
     if (!f) {
       throw new SkError(
         'SK_ERR_PROVIDER_UNKNOWN',
-        `${where}: unknown provider "${name}" (known: ${this.names().join(', ')})`,
+        // The name is not quoted: it is whatever came before ":", and a pasted secret can be that.
+        `${where}: the ref names an unknown provider (known: ${this.names().join(', ')})`,
         {
           where,
         },

@@ -383,21 +383,23 @@ describe('Engine rotation', () => {
 
   it('a failed write keeps the old files live and is retried with backoff', async () => {
     backend.values.set('a', 'v1');
+    backend.values.set('b', 'b1');
     const { engine, secretErrors, notified } = makeEngine({
       refresh: '10s',
       jitter: 0,
       backoff: { initial: '1s', max: '1s' },
-      secrets: { a: { ref: 'fake:a' } },
+      secrets: { a: { ref: 'fake:a' }, b: { ref: 'fake:b', refresh: '1h' } },
     });
     await engine.start();
-    // a directory where the writer puts its ..data_tmp symlink makes step 7 fail
-    await fs.mkdir(path.join(out, '..data_tmp', 'blocker'), { recursive: true });
+    // a user's file where the writer keeps its symlink `b` makes the write fail (it never clobbers it)
+    await fs.unlink(path.join(out, 'b'));
+    await fs.writeFile(path.join(out, 'b'), 'the user’s own file');
     backend.values.set('a', 'v2');
     await clock.advance(10_000);
     expect(await read('a')).toBe('v1');
     expect(secretErrors).toEqual([['a', 'SK_ERR_WRITE']]);
     expect((await status()).secrets.a!.lastError?.code).toBe('SK_ERR_WRITE');
-    await fs.rm(path.join(out, '..data_tmp'), { recursive: true });
+    await fs.rm(path.join(out, 'b'));
     await clock.advance(1_000);
     expect(await read('a')).toBe('v2');
     expect(notified).toEqual([['a']]);

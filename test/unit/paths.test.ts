@@ -22,7 +22,7 @@ describe('validateRelativePath', () => {
     ['a\0b', 'NUL'],
     ['..data', 'reserved for the atomic writer'],
     ['..2026_01_01/x', 'reserved'],
-    [`${'x'.repeat(256)}`, 'longer than 255'],
+    [`${'x'.repeat(256)}`, 'longer than 255 bytes'],
   ])('refuses %j (%s) with SK_ERR_PATH_INVALID naming the field', (p, why) => {
     try {
       validateRelativePath(p, 'secrets.db.file');

@@ -218,7 +218,9 @@ describe('resolveSpec', () => {
     const doc = spec({ secrets: { db: { ref: 'vualt:x' } } });
     const e = sk(() => resolveSpec(doc, { knownProviders: ['file', 'vault'], source: 'sidekey.yaml' }));
     expect(e.code).toBe('SK_ERR_PROVIDER_UNKNOWN');
-    expect(e.message).toBe('sidekey.yaml:secrets.db.ref: unknown provider "vualt" (known: file, vault)');
+    expect(e.message).toBe(
+      'sidekey.yaml:secrets.db.ref: the ref names an unknown provider (known: file, vault)',
+    );
   });
 
   it('calls checkSecret for each resolved secret with its location', () => {

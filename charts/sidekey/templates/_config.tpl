@@ -30,6 +30,7 @@ backend settings are left out so that the webhook's own defaults apply.
     "metrics" $agent.metrics)
   "nativeSidecars" $agent.nativeSidecars
   "onInvalidAnnotations" .Values.onInvalidAnnotations
+  "maxConcurrentReviews" (int (default 2 .Values.maxConcurrentReviews))
   "excludedNamespaces" (include "sidekey.excludedNamespaces" . | fromYamlArray)
   "backends" $backends
   "logLevel" .Values.logLevel

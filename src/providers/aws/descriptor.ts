@@ -34,11 +34,12 @@ function validateRef(ref: SecretRef, where: string): void {
   }
   for (const [k, v] of Object.entries(ref.options)) {
     if (k === 'stage') {
-      if (!STAGE_RE.test(v)) fail(`has ?stage=${v}; a staging label is like AWSCURRENT or AWSPREVIOUS`);
+      if (!STAGE_RE.test(v))
+        fail('has a ?stage= that is not a staging label (like AWSCURRENT or AWSPREVIOUS)');
     } else if (k === 'version') {
-      if (!VERSION_ID_RE.test(v)) fail(`has ?version=${v}; a VersionId is a UUID`);
+      if (!VERSION_ID_RE.test(v)) fail('has a ?version= that is not a VersionId (a UUID)');
     } else {
-      fail(`has an unknown option "${k}" (aws: accepts ?stage=<label> or ?version=<VersionId>)`);
+      fail('has an unknown option (aws: accepts ?stage=<label> or ?version=<VersionId>)');
     }
   }
 }

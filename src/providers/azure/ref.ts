@@ -30,9 +30,7 @@ export function parseAzureLocator(ref: SecretRef, where: string): AzureLocator {
   };
   const opts = Object.keys(ref.options);
   if (opts.length > 0) {
-    fail(
-      `has an unknown option "${opts[0]}" (azure: takes no options; pin a version as azure:<vault>/<secret>/<version>)`,
-    );
+    fail('has an option (azure: takes none; pin a version as azure:<vault>/<secret>/<version>)');
   }
   const loc = ref.locator;
   let vault: string | undefined;

@@ -22,10 +22,9 @@ function validateRef(ref: SecretRef, where: string): void {
   };
   if (ref.locator.includes('\0')) fail('contains a NUL byte');
   for (const [k, v] of Object.entries(ref.options)) {
-    if (k !== 'parse')
-      fail(`has an unknown option "${k}" (file: accepts ?parse=${FILE_PARSE_MODES.join('|')})`);
+    if (k !== 'parse') fail(`has an unknown option (file: accepts ?parse=${FILE_PARSE_MODES.join('|')})`);
     if (!(FILE_PARSE_MODES as readonly string[]).includes(v)) {
-      fail(`has ?parse=${v}; use one of ${FILE_PARSE_MODES.join(', ')}`);
+      fail(`has a ?parse= that is not one of ${FILE_PARSE_MODES.join(', ')}`);
     }
   }
 }

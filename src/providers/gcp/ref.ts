@@ -35,7 +35,7 @@ export function parseGcpRef(ref: SecretRef, where: string): GcpLocator {
     throw refSyntaxError(where, why);
   };
   const opts = Object.keys(ref.options);
-  if (opts.length > 0) fail(`has an option "${opts[0]}"; gcp: refs take none (${FORMS})`);
+  if (opts.length > 0) fail(`has an option; gcp: refs take none (${FORMS})`);
   const loc = ref.locator;
   let project: string | undefined;
   let secret: string;

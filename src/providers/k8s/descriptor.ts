@@ -26,7 +26,7 @@ function validateRef(ref: SecretRef, where: string): void {
     fail('is not a Secret name (lowercase letters, digits, - and .; k8s:<secret>#<key>)');
   }
   const opts = Object.keys(ref.options);
-  if (opts.length > 0) fail(`has an option "${opts[0]}"; k8s: refs take none (the namespace is the pod's)`);
+  if (opts.length > 0) fail("has an option; k8s: refs take none (the namespace is the pod's)");
 }
 
 /** `k8s:` — a Kubernetes Secret in the pod's own namespace, read with the pod's service account. */

@@ -44,8 +44,8 @@ function validateRef(ref: SecretRef, where: string): void {
   if (!PATH_RE.test(p)) fail('is not a Vault API path (letters, digits, _ . - and / between segments)');
   if (p.split('/').some((s) => s === '.' || s === '..')) fail('has a "." or ".." path segment');
   for (const [k, v] of Object.entries(ref.options)) {
-    if (k !== 'version') fail(`has an unknown option "${k}" (vault: accepts ?version=<n> for KV v2)`);
-    if (!/^[1-9]\d{0,9}$/.test(v)) fail(`has ?version=${v}; a KV v2 version is a positive integer`);
+    if (k !== 'version') fail('has an unknown option (vault: accepts only ?version=<n>, for KV v2)');
+    if (!/^[1-9]\d{0,9}$/.test(v)) fail('has a ?version= that is not a positive integer (a KV v2 version)');
   }
 }
 

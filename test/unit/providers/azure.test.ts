@@ -47,7 +47,7 @@ describe('azure: ref syntax', () => {
     ['azure:myvault/under_score', /bad secret name/],
     ['azure:myvault/x/notaversion', /bad version/],
     ['azure:myvault/x/0123/extra', /not <vault-name>/],
-    ['azure:myvault/x?version=0123456789abcdef0123456789abcdef', /unknown option "version"/],
+    ['azure:myvault/x?version=0123456789abcdef0123456789abcdef', /has an option \(azure: takes none/],
     ['azure:http://kv.vault.azure.net/secrets/x', /not https/],
     ['azure:https://kv.vault.azure.net/keys/x', /not https:\/\/<vault-host>\/secrets/],
     ['azure:https://kv.vault.azure.net/secrets', /not https:\/\/<vault-host>\/secrets/],

@@ -60,7 +60,7 @@ describe('gcp: refs', () => {
       expect(e.message).not.toContain(CANARY);
     }
     expect(syntaxErr('gcp:projects/p/locations/eu/secrets/a').message).toContain('regional');
-    expect(syntaxErr('gcp:db?version=3').message).toContain('option "version"');
+    expect(syntaxErr('gcp:db?version=3').message).toContain('has an option;');
   });
 });
 
