@@ -14,14 +14,16 @@ import {
 } from './request.js';
 
 /**
- * Vault's HTTP seam: one transport (request.ts: address, namespace, TLS), requests with bounded retries
- * (429, 5xx, network errors; exponential backoff with jitter) under a cap on requests in flight, and
+ * Vault's HTTP seam: one transport (request.ts, Node's own http/https; set up once with the address,
+ * namespace and TLS settings), requests with bounded retries (429, 5xx, network errors; exponential
+ * backoff with jitter) under a cap on requests in flight, and
  * the mapping of Vault's answers to sidekey's error codes, sanitised of tokens and request ids.
  * Knows nothing about tokens beyond sending the one it is given.
  *
  * Deadlines: every request ends at `backends.vault.timeout` (the whole answer included) or the call's
- * deadline, whichever comes first, and when the call's signal aborts (request.ts); no retry is started that could not finish before the deadline, so the error is then
- * Vault's own, not the engine's timeout.
+ * deadline, whichever comes first, and when the call's signal aborts (request.ts); no retry is
+ * started that could not finish before the deadline, so the error is then Vault's own, not the
+ * engine's timeout.
  */
 
 /** Request timeout when `backends.vault.timeout` is not set. */
@@ -268,7 +270,7 @@ function httpError(res: VaultRawResponse): HttpCarrier {
   return new HttpCarrier(res.statusCode, errs);
 }
 
-/** Whether `e` is a non-2xx answer from Vault (as {@link VaultHttp.raw} throws it). */
+/** Whether `e` is a non-success answer from Vault (as {@link VaultHttp.raw} throws it). */
 export function isHttp(e: unknown): e is VaultHttpError {
   return e instanceof HttpCarrier;
 }
