@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import nodeVault from 'node-vault';
 import pRetry, { AbortError } from 'p-retry';
 import { parseDuration } from '../../duration.js';
 import { type ErrorCode, SkError } from '../../errors.js';
@@ -7,18 +6,24 @@ import { isRecord } from '../../is-record.js';
 import { Limiter } from '../limit.js';
 import type { ProviderContext } from '../types.js';
 import type { VaultSettings } from './descriptor.js';
-import { type VaultRequester, VaultTransportError, vaultRequester } from './request.js';
+import {
+  type VaultRawResponse,
+  type VaultRequester,
+  VaultTransportError,
+  vaultRequester,
+} from './request.js';
 
 /**
- * Vault's HTTP seam: one node-vault client (address, namespace, TLS), requests with bounded retries
- * (429, 5xx, network errors; exponential backoff with jitter) under a cap on requests in flight, and
+ * Vault's HTTP seam: one transport (request.ts, Node's own http/https; set up once with the address,
+ * namespace and TLS settings), requests with bounded retries (429, 5xx, network errors; exponential
+ * backoff with jitter) under a cap on requests in flight, and
  * the mapping of Vault's answers to sidekey's error codes, sanitised of tokens and request ids.
  * Knows nothing about tokens beyond sending the one it is given.
  *
  * Deadlines: every request ends at `backends.vault.timeout` (the whole answer included) or the call's
- * deadline, whichever comes first, and when the call's signal aborts (request.ts, our transport under
- * node-vault); no retry is started that could not finish before the deadline, so the error is then
- * Vault's own, not the engine's timeout.
+ * deadline, whichever comes first, and when the call's signal aborts (request.ts); no retry is
+ * started that could not finish before the deadline, so the error is then Vault's own, not the
+ * engine's timeout.
  */
 
 /** Request timeout when `backends.vault.timeout` is not set. */
@@ -33,9 +38,16 @@ const VAULT_MIN_ATTEMPT_MS = 100;
 export type HttpMethod = 'GET' | 'PUT' | 'POST';
 export type RetryPolicy = { retries: number; minTimeoutMs: number; maxTimeoutMs: number };
 
-type VaultClient = ReturnType<typeof nodeVault>;
+/** The transport and what every request to this Vault carries. */
+interface VaultClient {
+  readonly send: VaultRequester;
+  /** `<addr>/v1`: every API path hangs under it. */
+  readonly base: string;
+  /** Sent as X-Vault-Namespace when set (Vault Enterprise, OpenBao namespaces). */
+  readonly namespace: string | undefined;
+}
 
-/** An HTTP answer from Vault that is not 2xx (node-vault's ApiResponseError). */
+/** An HTTP answer from Vault that is not a success (200, or 204 without a body). */
 export interface VaultHttpError {
   readonly status: number;
   readonly errors: string[];
@@ -130,21 +142,15 @@ export class VaultHttp {
           );
         }
       }
-      // node-vault builds the URL and reads Vault's answer; the transport is ours (deadline, signal).
       this.#requester = vaultRequester({
         ...(ca !== undefined ? { ca } : {}),
         ...(s.tlsServerName ? { servername: s.tlsServerName } : {}),
-        // node-vault's own transport honoured VAULT_SKIP_VERIFY as well
+        // VAULT_SKIP_VERIFY is honoured as Vault's own CLI does
         rejectUnauthorized: !s.tlsSkipVerify && !this.#env.VAULT_SKIP_VERIFY,
       });
-      const client = nodeVault({
-        endpoint: this.#addr,
-        namespace: s.namespace ?? this.#env.VAULT_NAMESPACE,
-        'request-promise': this.#requester,
-      });
-      // node-vault would pick VAULT_TOKEN up by itself; tokens are sent per request by the auth seam.
-      client.token = '';
-      return client;
+      // Tokens are sent per request by the auth seam (never picked up from VAULT_TOKEN here).
+      const namespace = s.namespace || this.#env.VAULT_NAMESPACE || undefined;
+      return { send: this.#requester, base: `${this.#addr}/v1`, namespace };
     })().catch((e: unknown) => {
       this.#clientPromise = undefined;
       throw e;
@@ -173,26 +179,29 @@ export class VaultHttp {
           if (ctx.signal.aborted) throw new AbortError('aborted');
           const timeout = Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now()));
           this.#stats.requests++;
+          const headers: Record<string, string> = {};
+          if (token) headers['X-Vault-Token'] = token;
+          if (client.namespace) headers['X-Vault-Namespace'] = client.namespace;
+          let res: VaultRawResponse;
           try {
-            return await client.request({
-              path: `/${path}`,
+            res = await client.send({
+              uri: `${client.base}/${path}`,
               method,
+              headers,
               ...(body ? { json: body } : {}),
-              headers: token ? { 'X-Vault-Token': token } : {},
               timeout,
               signal: ctx.signal,
             });
           } catch (e) {
-            const http = toHttp(e);
-            if (http) {
-              if (!retryableStatus(http.status)) throw new AbortError(httpCarrier(http));
-              throw httpCarrier(http);
-            }
             // A 2xx that is not JSON, or too large: the same again would not help.
             if (e instanceof VaultTransportError && (e.kind === 'not-json' || e.kind === 'too-large'))
               throw new AbortError(e);
             throw e;
           }
+          // Vault answers 200 with a body, or 204 without one; any other status is an error answer.
+          if (res.statusCode === 200 || res.statusCode === 204) return res.body;
+          const http = httpError(res);
+          throw retryableStatus(http.status) ? http : new AbortError(http);
         });
       },
       {
@@ -254,22 +263,16 @@ class HttpCarrier extends Error implements VaultHttpError {
   }
 }
 
-function httpCarrier(h: VaultHttpError): HttpCarrier {
-  return h instanceof HttpCarrier ? h : new HttpCarrier(h.status, h.errors);
+/** A non-success answer → status + Vault's error strings (none when the body is not Vault's JSON). */
+function httpError(res: VaultRawResponse): HttpCarrier {
+  const b = res.body;
+  const errs = isRecord(b) && Array.isArray(b.errors) ? b.errors.map((x) => String(x)) : [];
+  return new HttpCarrier(res.statusCode, errs);
 }
 
-/** Whether `e` is a non-2xx answer from Vault (as {@link VaultHttp.raw} throws it). */
+/** Whether `e` is a non-success answer from Vault (as {@link VaultHttp.raw} throws it). */
 export function isHttp(e: unknown): e is VaultHttpError {
   return e instanceof HttpCarrier;
-}
-
-/** node-vault's ApiResponseError → status + error strings. */
-function toHttp(e: unknown): VaultHttpError | undefined {
-  if (e instanceof HttpCarrier) return e;
-  const r = (e as { response?: { statusCode?: unknown; body?: unknown } } | null)?.response;
-  if (!r || typeof r.statusCode !== 'number') return undefined;
-  const errs = isRecord(r.body) && Array.isArray(r.body.errors) ? r.body.errors.map((x) => String(x)) : [];
-  return { status: r.statusCode, errors: errs };
 }
 
 /** Vault's own error text, sanitised: one line, no request ids, no tokens/accessors/JWTs, bounded. */

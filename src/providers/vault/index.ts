@@ -12,7 +12,7 @@ export { VAULT_DEFAULT_SA_TOKEN_FILE } from './auth.js';
 export { sanitiseVaultText, VAULT_DEFAULT_TIMEOUT_MS, VAULT_MAX_IN_FLIGHT, VAULT_RETRY } from './http.js';
 
 /**
- * The `vault:` provider (HashiCorp Vault and OpenBao, through node-vault):
+ * The `vault:` provider (HashiCorp Vault and OpenBao, over Node's own http/https):
  * `vault:<api path>[?version=N][#key]`.
  *
  * - KV v2 (`secret/data/app/db` or `secret/app/db`: the mount's engine version is detected once per

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 
 /**
- * The HTTP transport under node-vault (its `request-promise` option): node:http/https with
+ * Vault's HTTP transport: node:http/https with a keep-alive agent per protocol, and
  *
  * - a deadline for the whole request (`timeout`: connect, send, and the whole answer, not just
  *   inactivity: a server that trickles its answer a few bytes at a time is ended all the same),
@@ -11,8 +11,9 @@ import https from 'node:https';
  * - answers read as JSON, bounded in size; an answer that is not what it claims is an error of its
  *   own ({@link VaultTransportError}: `not-json`, `truncated`, `too-large`), not "unreachable".
  *
- * node-vault passes through every option given to `client.request`, so `signal` and `timeout` reach
- * here; it resolves 2xx answers and rejects others with its ApiResponseError (status and body).
+ * It resolves with every answer that is HTTP (status and parsed body); what a status means is the
+ * seam's business (http.ts). No client library: node-vault and the axios stack under it cost the
+ * agent 60–105 ms of CPU at start-up and 5–25 MiB of resident memory (docs/agent.md).
  */
 
 /** Bodies above this are refused: a Vault answer is a few KiB; a runaway proxy must not fill memory. */
@@ -24,7 +25,7 @@ export interface VaultTlsOptions {
   readonly rejectUnauthorized: boolean;
 }
 
-/** What node-vault hands its `request-promise` (our subset). */
+/** One request: the full URL, the method, headers, and a JSON body if any. */
 export interface VaultRequestOptions {
   readonly uri: string;
   readonly method: string;
@@ -35,11 +36,10 @@ export interface VaultRequestOptions {
   readonly signal?: AbortSignal;
 }
 
-/** What node-vault expects back (the `request` library's full response, reduced). */
+/** An answer: its status and its body parsed as JSON (undefined when empty, or not JSON on an error status). */
 export interface VaultRawResponse {
   readonly statusCode: number;
   readonly body: unknown;
-  readonly request: { readonly path: string };
 }
 
 /** A transport failure that is not a network error: the answer itself was wrong. */
@@ -63,8 +63,6 @@ export class VaultTransportError extends Error {
 }
 
 export type VaultRequester = ((options: VaultRequestOptions) => Promise<VaultRawResponse>) & {
-  /** node-vault calls `.defaults(rpDefaults)` once; its defaults (json, full response) are ours. */
-  defaults(d: unknown): VaultRequester;
   /** Close idle keep-alive sockets. */
   destroy(): void;
 };
@@ -135,25 +133,23 @@ export function vaultRequester(tls: VaultTlsOptions): VaultRequester {
               body = JSON.parse(text);
             } catch {
               // A 2xx that is not JSON is a broken answer. An error status with an HTML page (a load
-              // balancer's 502) is still that status: node-vault rejects it with the status.
+              // balancer's 502) is still that status: the seam maps it by its status.
               if (status >= 200 && status < 300) return fail(new VaultTransportError('not-json', status));
               body = undefined;
             }
           }
           settled = true;
           clearTimeout(timer);
-          resolve({ statusCode: status, body, request: { path: url.pathname } });
+          resolve({ statusCode: status, body });
         });
       });
       req.end(payload);
     });
 
-  const requester = Object.assign(request, {
-    defaults: () => requester,
+  return Object.assign(request, {
     destroy: () => {
       agents['http:'].destroy();
       agents['https:'].destroy();
     },
   });
-  return requester;
 }

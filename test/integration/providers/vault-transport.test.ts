@@ -134,4 +134,40 @@ describe('vault transport: bad answers', () => {
     expect(s.requests()).toBeLessThan(6);
     await p.close(testCtx());
   });
+
+  it("an error page that is not JSON (a proxy's 502) is that status, retried; requests go to <addr>/v1 with the namespace", async () => {
+    const heads: string[] = [];
+    const page = '<html><body>502 Bad Gateway</body></html>';
+    const srv = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', (d: Buffer) => {
+        heads.push(d.toString('latin1').split('\r\n\r\n')[0] ?? '');
+        sock.end(
+          `HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: ${page.length}\r\nConnection: close\r\n\r\n${page}`,
+        );
+      });
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const addr = `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}/behind/proxy/`;
+    const p = new VaultProvider(
+      { addr, authMethod: 'token', timeout: '5s' },
+      {
+        env: { VAULT_TOKEN: 'hvs.test-token-value', VAULT_NAMESPACE: 'team-a' },
+        retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 },
+      },
+    );
+    const e = await skErr(p.fetch(ref, testCtx()));
+    expect(e.code).toBe('SK_ERR_BACKEND_UNAVAILABLE');
+    expect(e.message).toContain('502');
+    expect(e.message).not.toContain('<html>');
+    // 1 + 2 retries, every one under the address's own path, with the namespace and the token
+    expect(heads).toHaveLength(3);
+    for (const h of heads) {
+      expect(h).toMatch(/^[A-Z]+ \/behind\/proxy\/v1\/\S+ HTTP\/1\.1\r\n/);
+      expect(h).toMatch(/\r\nx-vault-namespace: team-a(\r\n|$)/i);
+      expect(h).toMatch(/\r\nx-vault-token: hvs\.test-token-value(\r\n|$)/i);
+    }
+    await p.close(testCtx());
+  });
 });
