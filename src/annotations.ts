@@ -39,6 +39,13 @@ export const ANN_MODE = 'sidekey.io/mode';
 export const ANN_CONTAINERS = 'sidekey.io/containers';
 /** Absolute directory where secrets appear in app containers. Default `/run/sidekey`. */
 export const ANN_MOUNT_PATH = 'sidekey.io/mount-path';
+/**
+ * Absolute path of the file a run-to-completion pod's app writes when it is done (e.g.
+ * `/run/sidekey-exit/done`). Only used when the agent runs as a classic sidecar: the webhook mounts a
+ * small shared volume at the file's directory in the app containers and the agent, and the agent
+ * exits 0 when the file appears, so the pod can complete. Default: none.
+ */
+export const ANN_EXIT_FILE = 'sidekey.io/exit-file';
 /** Default refresh for every secret: a duration (`30s`, `5m`, `1h30m`) or `0` (once). Default `5m`. */
 export const ANN_REFRESH = 'sidekey.io/refresh';
 /**
@@ -156,6 +163,7 @@ export const POD_KEYS: readonly string[] = Object.freeze([
   ANN_RUN_AS_USER,
   ANN_RUN_AS_GROUP,
   ANN_TMPFS_SIZE,
+  ANN_EXIT_FILE,
 ]);
 const POD_KEY_SET = new Set(POD_KEYS);
 
@@ -549,6 +557,8 @@ export interface InjectOptions {
   readonly backendInputs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** `sidekey.io/metrics-port`: 0 = off; undefined = the webhook default. */
   readonly metricsPort: number | undefined;
+  /** {@link ANN_EXIT_FILE}: an absolute, normalised path whose directory is not `/`. */
+  readonly exitFile: string | undefined;
 }
 
 function intAt(key: string, v: string, min: number): number {
@@ -609,6 +619,17 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
       [row.input]: parseSettingValue(row.format, row.key, v),
     };
   }
+  const exitRaw = get(ANN_EXIT_FILE);
+  let exitFile: string | undefined;
+  if (exitRaw !== undefined) {
+    exitFile = validateMountPath(exitRaw, ANN_EXIT_FILE);
+    if (path.posix.dirname(exitFile) === '/') {
+      throw invalid(
+        ANN_EXIT_FILE,
+        `${show(exitFile)} must be in a directory, such as /run/sidekey-exit/done`,
+      );
+    }
+  }
   return {
     mode: parseInjectMode(annotations),
     containers,
@@ -619,6 +640,7 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
     tmpfsSize: q(ANN_TMPFS_SIZE),
     backendInputs,
     metricsPort,
+    exitFile,
   };
 }
 

@@ -3,7 +3,6 @@ import {
   ANN_CPU_REQUEST,
   ANN_MEMORY_REQUEST,
   ANN_METRICS_PORT,
-  ANN_MODE,
   ANN_MOUNT_PATH,
   annotationsToSpec,
   BACKEND_SETTINGS,
@@ -19,11 +18,13 @@ import type { ProviderRegistry } from '../src/providers/registry.js';
 import { type ResolvedSpec, resolveSpec, type SpecInput } from '../src/spec.js';
 import type { ClusterDefaults } from './defaults.js';
 import type { Container, EnvVar, Pod } from './k8s.js';
+import { agentIdentity, checkExitFile, decideMode } from './workload-rules.js';
 
 /** Names the webhook gives to what it adds; a pod that already uses one cannot be injected. */
 export const NAMES = Object.freeze({
   secretsVolume: 'sidekey-secrets',
   tokenVolume: 'sidekey-token',
+  exitVolume: 'sidekey-exit',
   agent: 'sidekey-agent',
   init: 'sidekey-init',
 });
@@ -56,8 +57,16 @@ export interface Plan {
     readonly requests: Readonly<Record<string, string>>;
     readonly limits: Readonly<Record<string, string>>;
   };
-  readonly runAsUser: number;
-  readonly runAsGroup: number;
+  /** Undefined: the agent sets none (OpenShift assigns the pod's uid; the pod-level value applies). */
+  readonly runAsUser: number | undefined;
+  readonly runAsGroup: number | undefined;
+  /**
+   * A run-to-completion pod's classic sidecar stops when the app writes this file; its directory is a
+   * small shared volume in the app containers and the agent.
+   */
+  readonly exitFile: string | undefined;
+  /** Admission warnings (kubectl prints them; `sidekey inject` writes them to stderr). */
+  readonly warnings: readonly string[];
   /** `on-change: signal:` outside init-only: the agent must see the app's processes. */
   readonly shareProcessNamespace: boolean;
   /** Projected tokens; empty = no token volume. */
@@ -108,16 +117,9 @@ export function parseAndValidate(
     },
   });
 
-  let mode: Plan['mode'];
-  const want = opts.mode ?? defaults.mode;
-  if (want === 'auto') mode = defaults.nativeSidecars ? 'native' : 'sidecar';
-  else if (want === 'native' && defaults.nativeForbidden) {
-    throw new SkError(
-      'SK_ERR_ANNOTATION_INVALID',
-      `${ANN_MODE}: "native" but this cluster is configured without native sidecars (nativeSidecars: false); use auto or sidecar`,
-      { where: ANN_MODE },
-    );
-  } else mode = want;
+  const decision = decideMode(pod, opts, defaults);
+  const mode = decision.mode;
+  const warnings = [...decision.warnings];
 
   const names = containers.map((c) => c.name);
   let targets: string[];
@@ -158,20 +160,17 @@ export function parseAndValidate(
   }
   checkNamesFree(pod);
 
+  const targetContainers = containers.filter((c) => targets.includes(c.name));
+  if (decision.exitFile !== undefined) checkExitFile(decision.exitFile, mountPath, targetContainers);
+
   // Identity: the agent writes files the app must read, so it runs as the app's user where known.
-  const first = containers.find((c) => c.name === targets[0]);
-  const podSc = pod.spec?.securityContext;
-  const nonZero = (n: unknown) => (typeof n === 'number' && n > 0 ? n : undefined);
-  const runAsUser =
-    opts.runAsUser ??
-    nonZero(first?.securityContext?.runAsUser) ??
-    nonZero(podSc?.runAsUser) ??
-    defaults.runAsUser;
-  const runAsGroup =
-    opts.runAsGroup ??
-    nonZeroOrZero(first?.securityContext?.runAsGroup) ??
-    nonZeroOrZero(podSc?.runAsGroup) ??
-    defaults.runAsGroup;
+  const explicitModes = new Set(
+    Object.entries(spec.secrets)
+      .filter(([, s]) => s.mode !== undefined)
+      .map(([n]) => n),
+  );
+  const identity = agentIdentity(pod, targetContainers, opts, defaults, resolved.secrets, explicitModes);
+  warnings.push(...identity.warnings);
 
   const withTokens: SpecInput = structuredClone(spec);
   const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planTokens(
@@ -183,7 +182,7 @@ export function parseAndValidate(
   );
   checkVolumesFree(pod, agentVolumes);
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
-  if (mode === 'init-only') withTokens.agent ??= { mode: 'once' };
+  if (mode === 'init-only') withTokens.agent = { mode: 'once' };
   const metricsPort = planMetricsPort(
     opts.metricsPort ?? defaults.metrics.port,
     opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
@@ -193,6 +192,10 @@ export function parseAndValidate(
   // On the pod IP: Prometheus and the kubelet's probe connect from outside the pod.
   if (metricsPort !== undefined)
     withTokens.agent = { ...withTokens.agent, metrics: { port: metricsPort, address: '0.0.0.0' } };
+  if (decision.exitFile !== undefined)
+    withTokens.agent = { ...withTokens.agent, exitFile: decision.exitFile };
+  if (identity.defaultMode !== undefined)
+    withTokens.output = { ...withTokens.output, defaultMode: identity.defaultMode };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
   const { secrets, ...settings } = withTokens;
   const finalSpec: SpecInput = { ...settings, secrets };
@@ -209,8 +212,10 @@ export function parseAndValidate(
     mountPath,
     tmpfsSize: opts.tmpfsSize ?? defaults.tmpfsSize,
     resources: agentResources(defaults, opts),
-    runAsUser,
-    runAsGroup,
+    runAsUser: identity.runAsUser,
+    runAsGroup: identity.runAsGroup,
+    exitFile: decision.exitFile,
+    warnings,
     shareProcessNamespace: mode !== 'init-only' && resolved.onChange.type === 'signal',
     tokens,
     projectClusterInfo,
@@ -268,15 +273,11 @@ function agentResources(defaults: ClusterDefaults, opts: InjectOptions): Plan['r
   return { requests, limits };
 }
 
-function nonZeroOrZero(n: unknown): number | undefined {
-  return typeof n === 'number' && n >= 0 ? n : undefined;
-}
-
 function checkNamesFree(pod: Pod): void {
   const used = (list: Array<{ name: string }> | undefined, n: string) =>
     (list ?? []).some((x) => x.name === n);
   const spec = pod.spec;
-  for (const v of [NAMES.secretsVolume, NAMES.tokenVolume]) {
+  for (const v of [NAMES.secretsVolume, NAMES.tokenVolume, NAMES.exitVolume]) {
     if (used(spec?.volumes, v)) {
       throw new SkError(
         'SK_ERR_MANIFEST_INVALID',
