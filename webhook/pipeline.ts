@@ -55,6 +55,7 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
       input.namespace ?? input.pod.metadata?.namespace,
       ctx.defaults,
       ctx,
+      input.workloadKind,
     );
     checkPlanLimits(plan);
     const pod = buildPod(input.pod, plan, ctx.defaults);

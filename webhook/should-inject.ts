@@ -32,6 +32,11 @@ export interface ShouldInjectInput {
   /** The request namespace (a pod being created often has no metadata.namespace yet). */
   readonly namespace: string | undefined;
   readonly pod: Pod;
+  /**
+   * The kind of the workload whose pod template this is (`sidekey inject`/`explain`): a Job's or
+   * CronJob's pods run to completion, though the template carries no owner reference yet.
+   */
+  readonly workloadKind?: string;
 }
 
 /**

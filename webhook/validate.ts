@@ -102,6 +102,7 @@ export function parseAndValidate(
   namespace: string | undefined,
   defaults: ClusterDefaults,
   deps: ValidateDeps,
+  workloadKind?: string,
 ): Plan {
   const ann = pod.metadata?.annotations ?? {};
   const spec = annotationsToSpec(ann, defaults.spec);
@@ -117,7 +118,7 @@ export function parseAndValidate(
     },
   });
 
-  const decision = decideMode(pod, opts, defaults);
+  const decision = decideMode(pod, opts, defaults, workloadKind);
   const mode = decision.mode;
   const warnings = [...decision.warnings];
 

@@ -26,7 +26,8 @@ export type ResolvedMode = 'native' | 'sidecar' | 'init-only';
  * CronJob's pods are owned by the Job it creates). Such a pod must never get a classic sidecar that
  * would keep it running after the app ends.
  */
-export function runsToCompletion(pod: Pod): boolean {
+export function runsToCompletion(pod: Pod, workloadKind?: string): boolean {
+  if (workloadKind === 'Job' || workloadKind === 'CronJob') return true;
   const rp = pod.spec?.restartPolicy;
   if (rp === 'Never' || rp === 'OnFailure') return true;
   const owners = pod.metadata?.ownerReferences;
@@ -45,7 +46,12 @@ export interface ModeDecision {
  * gets a classic sidecar: it gets init-only (fetch once, with a warning), unless it names an exit file
  * (`sidekey.io/exit-file`), which the classic sidecar watches so it stops when the app is done.
  */
-export function decideMode(pod: Pod, opts: InjectOptions, d: ClusterDefaults): ModeDecision {
+export function decideMode(
+  pod: Pod,
+  opts: InjectOptions,
+  d: ClusterDefaults,
+  workloadKind?: string,
+): ModeDecision {
   const want = opts.mode ?? d.mode;
   let mode: ResolvedMode;
   if (want === 'auto') mode = d.nativeSidecars ? 'native' : 'sidecar';
@@ -58,7 +64,7 @@ export function decideMode(pod: Pod, opts: InjectOptions, d: ClusterDefaults): M
   } else mode = want;
 
   const warnings: string[] = [];
-  const done = runsToCompletion(pod);
+  const done = runsToCompletion(pod, workloadKind);
   if (mode === 'sidecar' && done) {
     if (opts.exitFile !== undefined) return { mode, exitFile: opts.exitFile, warnings };
     warnings.push(

@@ -67,7 +67,7 @@ export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: str
   }
   const meta = isRecord(obj.metadata) ? obj.metadata : {};
   const ns = typeof meta.namespace === 'string' ? meta.namespace : namespace;
-  const outcome = mutatePod({ operation: 'CREATE', namespace: ns, pod: tpl as Pod }, ctx);
+  const outcome = mutatePod({ operation: 'CREATE', namespace: ns, pod: tpl as Pod, workloadKind: kind }, ctx);
   const misplaced = misplacedAnnotations(obj, tplPath);
   if (outcome.kind === 'skip') {
     const warnings: string[] = [];
