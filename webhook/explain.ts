@@ -1,5 +1,5 @@
 import { evaluate } from '@marcbachmann/cel-js';
-import { ANN_INJECT, secretKey } from '../src/annotations.js';
+import { ANN_INJECT, isInjected, secretKey } from '../src/annotations.js';
 import { isRecord } from '../src/is-record.js';
 import { POD_TEMPLATE_PATHS } from '../src/migrate/workloads.js';
 import { parseRef } from '../src/refs.js';
@@ -160,6 +160,35 @@ export function explainObject(obj: Record<string, unknown>, env: ExplainEnv): Ex
   // UPDATE: a pod that exists already is never mutated again; a workload's new pods are CREATEs.
   const exists =
     kind === 'Pod' && (env.live || meta.uid !== undefined || meta.creationTimestamp !== undefined);
+
+  // A pod that exists and carries the webhook's mark was injected when it was created.
+  if (exists && isInjected(ann)) {
+    const agent = agentOf(pod);
+    const specEnv = agent?.env?.find((e) => e.name === 'SIDEKEY_SPEC')?.value;
+    let spec: SpecInput | undefined;
+    try {
+      spec = specEnv ? (JSON.parse(specEnv) as SpecInput) : undefined;
+    } catch {
+      spec = undefined;
+    }
+    const mode =
+      agent?.restartPolicy === 'Always'
+        ? 'native'
+        : pod.spec?.containers.some((c) => c.name === 'sidekey-agent')
+          ? 'sidecar'
+          : 'init-only';
+    return {
+      object: name,
+      namespace,
+      injected: true,
+      reasons,
+      mode,
+      serviceAccount: pod.spec?.serviceAccountName ?? 'default',
+      ...(spec?.secrets ? { secrets: secretLines(spec), identity: identityLines(spec, pod, agent) } : {}),
+      warnings,
+      notes: [...notes, 'injected when it was created (sidekey.io/status: injected)'],
+    };
+  }
 
   // What the API server checks before it calls the webhook.
   const w = env.webhook;
