@@ -67,10 +67,13 @@ export function decideMode(
   const done = runsToCompletion(pod, workloadKind);
   if (mode === 'sidecar' && done) {
     if (opts.exitFile !== undefined) return { mode, exitFile: opts.exitFile, warnings };
+    const why = d.nativeSidecars ? `${ANN_MODE} is sidecar` : 'this cluster has no native sidecars';
+    const fix = d.nativeSidecars
+      ? `for rotation, use ${ANN_MODE}: auto (a native sidecar), or set ${ANN_EXIT_FILE} to the file the app writes when it is done`
+      : `for rotation, set ${ANN_EXIT_FILE} to the file the app writes when it is done`;
     warnings.push(
-      'the pod runs to completion (a Job, or restartPolicy Never/OnFailure) and this cluster has no native sidecars: ' +
-        'secrets are fetched once by an init container and not rotated, because a classic sidecar would keep the pod running; ' +
-        `for rotation, set ${ANN_EXIT_FILE} to the file the app writes when it is done`,
+      `the pod runs to completion (a Job, or restartPolicy Never/OnFailure) and ${why}: ` +
+        `secrets are fetched once by an init container and not rotated, because a classic sidecar would keep the pod running; ${fix}`,
     );
     return { mode: 'init-only', exitFile: undefined, warnings };
   }
