@@ -139,7 +139,7 @@ describe('sidekey explain -f', () => {
     expect(good).toContain('db: vault: (sidekey.io/secret-db) → /run/sidekey/db');
     expect(good).toContain('api: aws: (sidekey.io/secret-api) → /run/sidekey/api');
     expect(good).toMatch(
-      /identity: vault: https:\/\/vault\.vault\.svc:8200, kubernetes auth at kubernetes, role "shop", service account "shop" token with/,
+      /identity: vault: https:\/\/vault\.vault\.svc:8200, kubernetes auth at kubernetes, role "shop", service account "shop" token with audience "vault"$/m,
     );
     expect(good).toContain("aws: region (none), the SDK's default credential chain");
     expect(good).toContain('warning: sidekey.io/secret-api uses aws: but no AWS region is set');
