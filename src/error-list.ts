@@ -30,11 +30,16 @@ export class ErrorCollector {
     try {
       return check();
     } catch (e) {
-      if (e instanceof SkErrorList) this.#errors.push(...e.all);
-      else if (e instanceof SkError) this.#errors.push(e);
+      if (e instanceof SkErrorList) for (const x of e.all) this.#add(x);
+      else if (e instanceof SkError) this.#add(e);
       else throw e;
       return undefined;
     }
+  }
+
+  /** The same mistake found by two checks is reported once. */
+  #add(e: SkError): void {
+    if (!this.#errors.some((x) => x.code === e.code && x.message === e.message)) this.#errors.push(e);
   }
 
   get size(): number {

@@ -11,6 +11,7 @@ import {
   quantityValue,
   secretKey,
 } from '../src/annotations.js';
+import { ErrorCollector } from '../src/error-list.js';
 import { SkError } from '../src/errors.js';
 import type { AgentVolume, BackendDescriptor } from '../src/providers/backend.js';
 import { BACKENDS } from '../src/providers/builtin.js';
@@ -105,64 +106,76 @@ export function parseAndValidate(
   workloadKind?: string,
 ): Plan {
   const ann = pod.metadata?.annotations ?? {};
-  const spec = annotationsToSpec(ann, defaults.spec);
-  const opts = parseInjectOptions(ann);
+  // Every mistake of the pod is reported at once: independent checks run on, each error is kept, and
+  // all are thrown together (an SkErrorList) before anything that needs their results.
+  const errs = new ErrorCollector();
+  // The spec and options of what is valid; their mistakes are in `errs`.
+  const spec = annotationsToSpec(ann, defaults.spec, errs);
+  const opts = parseInjectOptions(ann, errs);
+  errs.run(() => checkNamesFree(pod));
   const containers = pod.spec?.containers ?? [];
 
   // Refs and templates: each error names the annotation that declared it.
-  const resolved = resolveSpec(spec, {
-    source: 'annotations',
-    checkSecret: (s) => {
-      deps.registry.validateRef(s.ref, secretKey('secret-', s.name));
-      if (s.template !== undefined) deps.compileTemplate(s.template, secretKey('template-', s.name));
-    },
-  });
+  const checked = errs.run(() =>
+    resolveSpec(spec, {
+      source: 'annotations',
+      checkSecret: (s) => {
+        errs.run(() => deps.registry.validateRef(s.ref, secretKey('secret-', s.name)));
+        const tpl = s.template;
+        if (tpl !== undefined) errs.run(() => deps.compileTemplate(tpl, secretKey('template-', s.name)));
+      },
+    }),
+  );
+  if (checked === undefined) errs.throwIfAny();
+  const resolved = checked!;
 
-  const decision = decideMode(pod, opts, defaults, workloadKind);
-  const mode = decision.mode;
-  const warnings = [...decision.warnings];
+  const decision = errs.run(() => decideMode(pod, opts, defaults, workloadKind));
 
   const names = containers.map((c) => c.name);
-  let targets: string[];
+  let targets: string[] = names;
   if (opts.containers) {
-    for (const n of opts.containers) {
-      if (!names.includes(n)) {
+    const missing = opts.containers.filter((n) => !names.includes(n));
+    if (missing.length > 0) {
+      errs.run(() => {
         throw new SkError(
           'SK_ERR_CONTAINER_UNKNOWN',
-          `${ANN_CONTAINERS}: the pod has no container "${n}" (containers: ${names.join(', ') || 'none'})`,
+          `${ANN_CONTAINERS}: the pod has no container ${missing.map((n) => `"${n}"`).join(', ')} (containers: ${names.join(', ') || 'none'})`,
           { where: ANN_CONTAINERS },
         );
-      }
+      });
     }
     targets = names.filter((n) => opts.containers!.includes(n));
-  } else {
-    targets = names;
   }
 
   const mountPath = resolved.output.dir;
   // The agent's own mounts: the API server would refuse a duplicate mount path (or the kubelet a mount
   // inside the read-only token volume) with a message that names no annotation.
   if (mountPath === TOKEN_DIR || mountPath.startsWith(`${TOKEN_DIR}/`)) {
-    throw new SkError(
-      'SK_ERR_ANNOTATION_INVALID',
-      `${ANN_MOUNT_PATH}: ${mountPath} is reserved for the agent's service-account token (${TOKEN_DIR}); choose another mount path`,
-      { where: ANN_MOUNT_PATH },
-    );
+    errs.run(() => {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_INVALID',
+        `${ANN_MOUNT_PATH}: ${mountPath} is reserved for the agent's service-account token (${TOKEN_DIR}); choose another mount path`,
+        { where: ANN_MOUNT_PATH },
+      );
+    });
   }
   for (const c of containers) {
     if (!targets.includes(c.name)) continue;
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === mountPath)) {
-      throw new SkError(
-        'SK_ERR_ANNOTATION_INVALID',
-        `${ANN_MOUNT_PATH}: container "${c.name}" already mounts a volume at ${mountPath}; choose another mount path`,
-        { where: ANN_MOUNT_PATH },
-      );
+      errs.run(() => {
+        throw new SkError(
+          'SK_ERR_ANNOTATION_INVALID',
+          `${ANN_MOUNT_PATH}: container "${c.name}" already mounts a volume at ${mountPath}; choose another mount path`,
+          { where: ANN_MOUNT_PATH },
+        );
+      });
     }
   }
-  checkNamesFree(pod);
 
   const targetContainers = containers.filter((c) => targets.includes(c.name));
-  if (decision.exitFile !== undefined) checkExitFile(decision.exitFile, mountPath, targetContainers);
+  const exitFile = decision?.exitFile;
+  if (exitFile !== undefined) errs.run(() => checkExitFile(exitFile, mountPath, targetContainers));
+  const resources = errs.run(() => agentResources(defaults, opts));
 
   // Identity: the agent writes files the app must read, so it runs as the app's user where known.
   const explicitModes = new Set(
@@ -171,30 +184,30 @@ export function parseAndValidate(
       .map(([n]) => n),
   );
   const identity = agentIdentity(pod, targetContainers, opts, defaults, resolved.secrets, explicitModes);
-  warnings.push(...identity.warnings);
 
   const withTokens: SpecInput = structuredClone(spec);
-  const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planTokens(
-    withTokens,
-    resolved,
-    opts.backendInputs,
-    namespace,
-    deps,
-  );
-  checkVolumesFree(pod, agentVolumes);
+  const planned = errs.run(() => planTokens(withTokens, resolved, opts.backendInputs, namespace, deps));
+  if (planned) errs.run(() => checkVolumesFree(pod, planned.agentVolumes));
+  const metricsPort =
+    decision === undefined
+      ? undefined
+      : errs.run(() =>
+          planMetricsPort(
+            opts.metricsPort ?? defaults.metrics.port,
+            opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
+            decision.mode,
+            containers,
+          ),
+        );
+  errs.throwIfAny();
+  const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planned!;
+  const mode = decision!.mode;
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
   if (mode === 'init-only') withTokens.agent = { mode: 'once' };
-  const metricsPort = planMetricsPort(
-    opts.metricsPort ?? defaults.metrics.port,
-    opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
-    mode,
-    containers,
-  );
   // On the pod IP: Prometheus and the kubelet's probe connect from outside the pod.
   if (metricsPort !== undefined)
     withTokens.agent = { ...withTokens.agent, metrics: { port: metricsPort, address: '0.0.0.0' } };
-  if (decision.exitFile !== undefined)
-    withTokens.agent = { ...withTokens.agent, exitFile: decision.exitFile };
+  if (exitFile !== undefined) withTokens.agent = { ...withTokens.agent, exitFile };
   if (identity.defaultMode !== undefined)
     withTokens.output = { ...withTokens.output, defaultMode: identity.defaultMode };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
@@ -212,11 +225,11 @@ export function parseAndValidate(
     targets,
     mountPath,
     tmpfsSize: opts.tmpfsSize ?? defaults.tmpfsSize,
-    resources: agentResources(defaults, opts),
+    resources: resources!,
     runAsUser: identity.runAsUser,
     runAsGroup: identity.runAsGroup,
-    exitFile: decision.exitFile,
-    warnings,
+    exitFile,
+    warnings: [...decision!.warnings, ...identity.warnings],
     shareProcessNamespace: mode !== 'init-only' && resolved.onChange.type === 'signal',
     tokens,
     projectClusterInfo,

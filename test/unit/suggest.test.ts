@@ -1,7 +1,8 @@
+import { distance as levenshteinOf } from 'fastest-levenshtein';
 import { describe, expect, it } from 'vitest';
 import { ErrorCollector, SkErrorList } from '../../src/error-list.js';
 import { SkError } from '../../src/errors.js';
-import { closest } from '../../src/suggest.js';
+import { closest, distance } from '../../src/suggest.js';
 
 describe('closest', () => {
   it('finds typos, transpositions and near misses, and nothing for unrelated words', () => {
@@ -10,6 +11,10 @@ describe('closest', () => {
     expect(closest('vault-adr', ['vault-addr', 'vault-role'])).toBe('vault-addr');
     expect(closest('banana', ['secret', 'format'])).toBeUndefined();
     expect(closest('x', ['mode'])).toBeUndefined();
+    expect(closest('moed', ['mode', 'file'])).toBe('mode');
+    expect(distance('secert', 'secret')).toBe(1);
+    expect(distance('abc', 'abc')).toBe(0);
+    expect(distance('abcd', 'badc')).toBe(levenshteinOf('abcd', 'badc'));
   });
 });
 

@@ -50,6 +50,7 @@ describe('golden pods', () => {
       'no-uid-readable',
       'no-uid-explicit-mode',
       'skip-opt-in-value',
+      'invalid-several',
     ]) {
       expect(cases).toContain(c);
     }
