@@ -705,9 +705,18 @@ export function parseInjectOptions(annotations: Annotations, collector?: ErrorCo
   if (cpuLim !== undefined) limits.cpu = cpuLim;
   if (memLim !== undefined) limits.memory = memLim;
   const mp = get(ANN_METRICS_PORT);
-  const metricsPort = mp === undefined ? undefined : intAt(ANN_METRICS_PORT, mp, 0);
-  if (metricsPort !== undefined && metricsPort > 65535)
-    throw invalid(ANN_METRICS_PORT, `${show(mp!.trim())} is not a port between 1 and 65535 (or 0 for off)`);
+  const metricsPort =
+    mp === undefined
+      ? undefined
+      : errs.run(() => {
+          const port = intAt(ANN_METRICS_PORT, mp, 0);
+          if (port > 65535)
+            throw invalid(
+              ANN_METRICS_PORT,
+              `${show(mp.trim())} is not a port between 1 and 65535 (or 0 for off)`,
+            );
+          return port;
+        });
   const ru = get(ANN_RUN_AS_USER);
   const rg = get(ANN_RUN_AS_GROUP);
   const backendInputs: Record<string, Record<string, unknown>> = {};
