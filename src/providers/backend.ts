@@ -126,6 +126,12 @@ export interface BackendDescriptor<
   resolve?(settings: z.output<Schema> | undefined, ctx: { readonly baseDir: string }): z.output<Schema>;
   /** What an injected pod needs for this backend; called when a secret of the pod uses it. */
   wirePod?(ctx: PodWiringContext<z.input<Schema>>): PodWiring<z.input<Schema>> | undefined;
+  /**
+   * A setting a pod's effective settings lack that the agent cannot work without (e.g. Vault's
+   * address), for offline warnings (`sidekey inject`, `sidekey explain`): `"no X is set: set
+   * sidekey.io/…, or backends.<name>.… in the webhook config"`; undefined when nothing is missing.
+   */
+  missingSetting?(settings: z.input<Schema> | undefined): string | undefined;
   /** The provider itself (SDK clients), imported on first use. */
   load(): Promise<ProviderFactory>;
 }

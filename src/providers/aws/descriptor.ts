@@ -97,5 +97,9 @@ export const awsBackend = defineBackend({
       ],
     };
   },
+  missingSetting: (s) =>
+    s?.region
+      ? undefined
+      : "no AWS region is set: set sidekey.io/aws-region, or backends.aws.region in the webhook config (unless the agent's environment sets AWS_REGION)",
   load: async () => (await import('./index.js')).awsProvider,
 });

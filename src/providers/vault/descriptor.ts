@@ -140,5 +140,10 @@ export const vaultBackend = defineBackend({
     }
     return { settings: {} };
   },
+  // In a pod the agent's environment has no VAULT_ADDR: without an address it cannot start.
+  missingSetting: (s) =>
+    s?.addr
+      ? undefined
+      : 'no Vault address is set: set sidekey.io/vault-addr, or backends.vault.addr in the webhook config',
   load: async () => (await import('./index.js')).vaultProvider,
 });
