@@ -2,6 +2,8 @@ import { evaluate } from '@marcbachmann/cel-js';
 import { ANN_INJECT, isInjected, secretKey } from '../src/annotations.js';
 import { isRecord } from '../src/is-record.js';
 import { POD_TEMPLATE_PATHS } from '../src/migrate/workloads.js';
+import type { IdentityContext } from '../src/providers/backend.js';
+import { BACKENDS } from '../src/providers/builtin.js';
 import { parseRef } from '../src/refs.js';
 import type { SpecInput } from '../src/spec.js';
 import { backendHints } from './backend-hints.js';
@@ -300,47 +302,27 @@ function secretLines(spec: SpecInput): SecretLine[] {
   }));
 }
 
-/** Which identity each backend gets: auth method, role, token file and audience. */
+/** Which identity each backend gets: from its descriptor's describeIdentity, else its title. */
 function identityLines(spec: SpecInput, pod: Pod, agent: Container | undefined): string[] {
-  const out: string[] = [];
   const providers = new Set(Object.values(spec.secrets).map((s) => parseRef(s.ref).provider));
-  const sa = pod.spec?.serviceAccountName ?? 'default';
   const sources = tokenSources(pod);
-  const audienceOf = (file: string | undefined) => {
-    const p = file?.startsWith(`${TOKEN_DIR}/`) ? file.slice(TOKEN_DIR.length + 1) : undefined;
-    if (p === undefined) return undefined;
-    const a = sources.get(p);
-    return a === undefined ? "the API server's default audience" : `audience "${a}"`;
+  const ctx: IdentityContext = {
+    serviceAccount: pod.spec?.serviceAccountName ?? 'default',
+    tokenDir: TOKEN_DIR,
+    agentEnv: Object.fromEntries(
+      (agent?.env ?? []).flatMap((e) => (e.value !== undefined ? [[e.name, e.value]] : [])),
+    ),
+    tokenAudience: (file) => {
+      const p = file?.startsWith(`${TOKEN_DIR}/`) ? file.slice(TOKEN_DIR.length + 1) : undefined;
+      if (p === undefined || !sources.has(p)) return undefined;
+      const a = sources.get(p);
+      return a === undefined ? "the API server's default audience" : `audience "${a}"`;
+    },
   };
-  const b = (spec.backends ?? {}) as Record<string, Record<string, unknown> | undefined>;
-  if (providers.has('vault')) {
-    const v = b.vault ?? {};
-    const method = String(v.authMethod ?? 'kubernetes');
-    const where = v.addr ? String(v.addr) : '(no address)';
-    const role = v.role ? `role "${String(v.role)}"` : 'no role';
-    const tok = audienceOf(v.jwtFile as string | undefined);
-    out.push(
-      `vault: ${where}, ${method} auth at ${String(v.authPath ?? 'kubernetes')}, ${role}` +
-        (tok ? `, service account "${sa}" token with ${tok}` : ''),
-    );
-  }
-  if (providers.has('aws')) {
-    const a = b.aws ?? {};
-    const arn = agent?.env?.find((e) => e.name === 'AWS_ROLE_ARN')?.value;
-    out.push(
-      `aws: region ${a.region ? String(a.region) : '(none)'}, ` +
-        (arn
-          ? `IRSA role ${arn}, service account "${sa}" token with ${audienceOf(`${TOKEN_DIR}/aws-token`)}`
-          : "the SDK's default credential chain (no sidekey.io/aws-role-arn)"),
-    );
-  }
-  if (providers.has('k8s')) {
-    out.push(
-      `k8s: the API server as service account "${sa}" (token with ${audienceOf(`${TOKEN_DIR}/token`)})`,
-    );
-  }
-  if (providers.has('file')) out.push('file: files inside the agent container');
-  return out;
+  const settings = (spec.backends ?? {}) as Record<string, unknown>;
+  return BACKENDS.filter((d) => providers.has(d.name)).map(
+    (d) => `${d.name}: ${d.describeIdentity?.(settings[d.name] as never, ctx) ?? d.title}`,
+  );
 }
 
 /** Token file name → audience (undefined: the API server's), from the projected volume. */

@@ -97,6 +97,15 @@ export const awsBackend = defineBackend({
       ],
     };
   },
+  describeIdentity: (s, ctx) => {
+    const arn = ctx.agentEnv.AWS_ROLE_ARN;
+    return (
+      `region ${s?.region ?? '(none)'}, ` +
+      (arn
+        ? `IRSA role ${arn}, service account "${ctx.serviceAccount}" token with ${ctx.tokenAudience(ctx.agentEnv.AWS_WEB_IDENTITY_TOKEN_FILE)}`
+        : "the SDK's default credential chain (no sidekey.io/aws-role-arn)")
+    );
+  },
   missingSetting: (s) =>
     s?.region
       ? undefined

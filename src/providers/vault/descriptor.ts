@@ -140,6 +140,14 @@ export const vaultBackend = defineBackend({
     }
     return { settings: {} };
   },
+  describeIdentity: (s, ctx) => {
+    const tok = ctx.tokenAudience(s?.jwtFile);
+    return (
+      `${s?.addr ?? '(no address)'}, ${s?.authMethod ?? 'kubernetes'} auth at ${s?.authPath ?? 'kubernetes'}, ` +
+      `${s?.role ? `role "${s.role}"` : 'no role'}` +
+      (tok ? `, service account "${ctx.serviceAccount}" token with ${tok}` : '')
+    );
+  },
   // In a pod the agent's environment has no VAULT_ADDR: without an address it cannot start.
   missingSetting: (s) =>
     s?.addr
