@@ -209,7 +209,11 @@ describe('real pods on a kubelet + containerd node', () => {
   it('2. classic layout (init + sidecar): the app’s first instruction sees every file', async () => {
     await create(
       ns,
-      nodePod(n, 'classic', optIn({ 'sidekey.io/mode': 'sidecar' }), `${READ_FIRST}; sleep 3600`),
+      // A long-running pod (restartPolicy Always): a pod that runs to completion never gets a classic
+      // sidecar (it would keep the pod running), it gets init-only (docs/webhook.md, "Jobs").
+      nodePod(n, 'classic', optIn({ 'sidekey.io/mode': 'sidecar' }), `${READ_FIRST}; sleep 3600`, {
+        restartPolicy: 'Always',
+      }),
     );
     const stored = await k.core.readNamespacedPod({ name: 'classic', namespace: ns });
     expect(stored.spec?.initContainers?.map((c) => c.name)).toContain('sidekey-init');
