@@ -203,7 +203,7 @@ export function parseAndValidate(
   const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planned!;
   const mode = decision!.mode;
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
-  if (mode === 'init-only') withTokens.agent = { mode: 'once' };
+  if (mode === 'init-only') withTokens.agent = { ...withTokens.agent, mode: 'once' };
   // On the pod IP: Prometheus and the kubelet's probe connect from outside the pod.
   if (metricsPort !== undefined)
     withTokens.agent = { ...withTokens.agent, metrics: { port: metricsPort, address: '0.0.0.0' } };

@@ -109,6 +109,17 @@ describe('pods that run to completion', () => {
     });
   });
 
+  it('turning a Job into init-only keeps its other agent settings (the once deadline)', () => {
+    const o = inject(
+      pod({ restartPolicy: 'Never' }, { 'sidekey.io/mode': 'sidecar', 'sidekey.io/once-timeout': '45s' }),
+    );
+    expect(o.mode).toBe('init-only');
+    expect(JSON.parse(String(o.pod.spec!.initContainers![0]!.env![0]!.value)).agent).toEqual({
+      onceTimeout: '45s',
+      mode: 'once',
+    });
+  });
+
   it('a long-running pod on an old cluster keeps the classic sidecar and gets no warning', () => {
     const o = inject(pod({ securityContext: { runAsUser: 1000 } }), {}, false);
     expect(o.mode).toBe('sidecar');
