@@ -21,6 +21,7 @@ const COMMANDS = [
   'webhook',
   'check-webhook',
   'inject',
+  'explain',
   'scan',
   'migrate',
   'schema',
@@ -36,6 +37,7 @@ Examples:
   sidekey scan -A                             find secrets in environment variables across the cluster
   sidekey migrate -f deploy.yaml --dry-run    what moving them to sidekey annotations changes
   sidekey inject -f pod.yaml                  preview what the webhook does to a pod
+  sidekey explain deployment/shop -n shop     why a pod is (not) injected, and what its agent fetches
   kubectl exec <pod> -c sidekey-agent -- sidekey status    what an agent holds (never values)
   sidekey check-webhook -n shop               does the installed webhook answer?
   source <(sidekey completion bash)           shell completion (bash, zsh, fish)

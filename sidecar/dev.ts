@@ -45,16 +45,24 @@ function engineLog() {
   return process.env.SIDEKEY_LOG_LEVEL ? createLogger({ name: 'sidekey-dev' }) : silentLogger;
 }
 
-/** One line per file of the first write: name, mode and the env var the app reads, never the value. */
-export function describeFiles(spec: ResolvedSpec): string[] {
+/**
+ * One line per file of the first write: name, mode and the env var the app reads, never the value.
+ * `changed` (the first write's report): files not in it were already up to date from an earlier run
+ * and were not rewritten, so they say "unchanged"; without it every file says "wrote".
+ */
+export function describeFiles(spec: ResolvedSpec, changed?: readonly string[]): string[] {
   const width = Math.max(...spec.secrets.map((s) => s.file.length), 4);
+  const rewritten = changed ? new Set(changed) : undefined;
+  const fresh = (file: string) => !rewritten || rewritten.has(file);
+  const verbWidth = spec.secrets.every((s) => fresh(s.file)) ? 'wrote'.length : 'unchanged'.length;
   return spec.secrets.map((s) => {
     const extra = [
       `mode ${s.mode.toString(8).padStart(4, '0')}`,
       s.template !== undefined ? 'template' : s.format,
       s.env ? `$${s.env}_FILE` : undefined,
     ].filter(Boolean);
-    return `  wrote  ${s.file.padEnd(width)}  (${extra.join(', ')})`;
+    const verb = (fresh(s.file) ? 'wrote' : 'unchanged').padEnd(verbWidth);
+    return `  ${verb}  ${s.file.padEnd(width)}  (${extra.join(', ')})`;
   });
 }
 
@@ -63,6 +71,8 @@ class DevSession {
   #engine: Engine | undefined;
   #spec: ResolvedSpec | undefined;
   #registry: ProviderRegistry | undefined;
+  /** Files of the first write that were already up to date (not rewritten). */
+  #unchangedAtStart = 0;
   /** Secrets whose failure was printed, with the line, so a retry does not print it again. */
   readonly #failing = new Map<string, string>();
   readonly #p: Printer;
@@ -122,19 +132,24 @@ class DevSession {
   /** Load the spec, write everything once and start watching. Rejects on the first failure. */
   async start(): Promise<void> {
     const { spec, registry } = await this.#load();
-    const { engine } = await this.#startEngine(spec, registry);
+    const { engine, report } = await this.#startEngine(spec, registry);
     this.#use(engine, spec, registry);
     this.#p.out(`sidekey dev: ${rel(this.#config)} → ${rel(spec.output.dir)}`);
-    for (const l of describeFiles(spec)) this.#p.out(l);
+    for (const l of describeFiles(spec, report.changedFiles)) this.#p.out(l);
+    const changed = new Set(report.changedFiles);
+    this.#unchangedAtStart = spec.secrets.filter((s) => !changed.has(s.file)).length;
   }
 
   /** The line that tells the user it is all set (printed once the watches are up). */
   ready(): void {
     const spec = this.#spec!;
-    this.#p.out(
-      `${spec.secrets.length} file(s) written to ${rel(spec.output.dir)}. ` +
-        'Watching the sources: edit them and the files follow. Ctrl-C to stop.',
-    );
+    const n = spec.secrets.length;
+    const u = this.#unchangedAtStart;
+    const what =
+      u === 0
+        ? `${n} file(s) written to ${rel(spec.output.dir)}`
+        : `${n - u} file(s) written, ${u} unchanged in ${rel(spec.output.dir)}`;
+    this.#p.out(`${what}. Watching the sources: edit them and the files follow. Ctrl-C to stop.`);
   }
 
   /** The spec file changed: start a new engine on it; if that fails, go back to the previous spec. */
@@ -154,7 +169,8 @@ class DevSession {
       // Same directory: only files whose content changed are replaced.
       const { engine, report } = await this.#startEngine(loaded.spec, loaded.registry);
       this.#use(engine, loaded.spec, loaded.registry);
-      const files = report.changedFiles.length > 0 ? `; updated ${report.changedFiles.join(', ')}` : '';
+      const files =
+        report.changedFiles.length > 0 ? `; updated ${report.changedFiles.join(', ')}` : '; all unchanged';
       this.#p.out(
         `[${clock()}] reloaded ${rel(this.#config)}: ${loaded.spec.secrets.length} file(s)${files}`,
       );

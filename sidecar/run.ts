@@ -34,6 +34,27 @@ export function defaultEnvName(secretName: string): string {
   return `SIDEKEY_${secretName.toUpperCase().replace(/[-.]/g, '_')}`;
 }
 
+/**
+ * The command's environment: the caller's, without every variable a secret's `env` replaces (as the
+ * webhook removes them from a pod's containers, so the same spec behaves the same on a laptop: the app
+ * cannot fall back to a stale `DB_PASSWORD` from the shell), plus `<ENV>_FILE` per secret and
+ * `SIDEKEY_DIR`.
+ */
+export function childEnv(
+  spec: ResolvedSpec,
+  base: NodeJS.ProcessEnv,
+): { env: NodeJS.ProcessEnv; removed: string[] } {
+  const env: NodeJS.ProcessEnv = { ...base };
+  const removed: string[] = [];
+  for (const s of spec.secrets) {
+    if (s.env !== undefined && Object.hasOwn(env, s.env)) {
+      delete env[s.env];
+      removed.push(s.env);
+    }
+  }
+  return { env: { ...env, ...fileEnv(spec) }, removed };
+}
+
 /** The environment the command gets: `<ENV>_FILE` per secret and `SIDEKEY_DIR`. */
 export function fileEnv(spec: ResolvedSpec): Record<string, string> {
   const env: Record<string, string> = { SIDEKEY_DIR: spec.output.dir };
@@ -96,7 +117,10 @@ export async function runCommand(command: readonly string[], opts: RunOptions): 
     await engine.start();
     say(`wrote ${spec.secrets.length} file(s) to ${spec.output.dir}; starting ${command[0]}`);
 
-    const env = { ...process.env, ...fileEnv(spec) };
+    const { env, removed } = childEnv(spec, process.env);
+    // Names only: the variables' values may be the very secrets.
+    if (removed.length > 0)
+      say(`removed ${removed.join(', ')} from ${command[0]}'s environment (replaced by *_FILE)`);
     const started = startChild(command, env);
     child = started.child;
     // Signals sent to sidekey go to the command; sidekey exits when the command does.
@@ -108,7 +132,14 @@ export async function runCommand(command: readonly string[], opts: RunOptions): 
       forwarders.push([sig, h]);
     }
     const result = await started.done;
-    if (result.signal) say(`${command[0]} was killed by ${result.signal}`);
+    if (result.signal) {
+      const hup = spec.onChange.type === 'signal' && spec.onChange.signal === result.signal;
+      say(
+        hup
+          ? `${command[0]} was killed by ${result.signal}: onChange sends it after files change, and a command without a ${result.signal} handler ends on it; handle the signal, or use onChange: none or exec:<command>`
+          : `${command[0]} was killed by ${result.signal}`,
+      );
+    }
     return result.code;
   } catch (e) {
     return reportError(e);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseDuration } from './duration.js';
+import { ErrorCollector } from './error-list.js';
 import { SkError } from './errors.js';
 import { parseOnChange } from './on-change.js';
 import { parseFileMode, validateRelativePath } from './paths.js';
@@ -7,6 +8,7 @@ import { type AnnotationRow, parseSettingValue } from './providers/backend.js';
 import { BACKENDS, backendAnnotations } from './providers/builtin.js';
 import { parseRef } from './refs.js';
 import { API_VERSION, DEFAULTS, FORMATS, type Format, KIND, SECRET_NAME_RE, type SpecInput } from './spec.js';
+import { closest, distance } from './suggest.js';
 
 /**
  * Every `sidekey.io/*` pod annotation, in one place. Each key is a named constant whose doc comment
@@ -39,6 +41,13 @@ export const ANN_MODE = 'sidekey.io/mode';
 export const ANN_CONTAINERS = 'sidekey.io/containers';
 /** Absolute directory where secrets appear in app containers. Default `/run/sidekey`. */
 export const ANN_MOUNT_PATH = 'sidekey.io/mount-path';
+/**
+ * Absolute path of the file a run-to-completion pod's app writes when it is done (e.g.
+ * `/run/sidekey-exit/done`). Only used when the agent runs as a classic sidecar: the webhook mounts a
+ * small shared volume at the file's directory in the app containers and the agent, and the agent
+ * exits 0 when the file appears, so the pod can complete. Default: none.
+ */
+export const ANN_EXIT_FILE = 'sidekey.io/exit-file';
 /** Default refresh for every secret: a duration (`30s`, `5m`, `1h30m`) or `0` (once). Default `5m`. */
 export const ANN_REFRESH = 'sidekey.io/refresh';
 /**
@@ -156,6 +165,7 @@ export const POD_KEYS: readonly string[] = Object.freeze([
   ANN_RUN_AS_USER,
   ANN_RUN_AS_GROUP,
   ANN_TMPFS_SIZE,
+  ANN_EXIT_FILE,
 ]);
 const POD_KEY_SET = new Set(POD_KEYS);
 
@@ -225,19 +235,69 @@ function show(v: string): string {
 }
 
 /**
- * Check that `sidekey.io/*` keys are known. Throws SK_ERR_ANNOTATION_UNKNOWN naming the first unknown
- * key (sorted, so the message is stable).
+ * Check that `sidekey.io/*` keys are known. Throws SK_ERR_ANNOTATION_UNKNOWN for every unknown key
+ * (sorted, so the message is stable), each with a "did you mean" when one is close.
  */
 export function checkKnownKeys(annotations: Annotations): void {
+  const errs = new ErrorCollector();
   for (const key of Object.keys(annotations).sort()) {
-    if (classifyKey(key).kind === 'unknown') {
+    if (classifyKey(key).kind !== 'unknown') continue;
+    const hint = suggestKey(key, annotations);
+    errs.run(() => {
       throw new SkError(
         'SK_ERR_ANNOTATION_UNKNOWN',
-        `${key}: unknown sidekey.io annotation (see docs/annotations.md)`,
+        `${key}: unknown sidekey.io annotation${hint ? `; did you mean ${hint}?` : ''} (see docs/annotations.md)`,
         { where: key },
       );
+    });
+  }
+  errs.throwIfAny();
+}
+
+/**
+ * The known key an unknown `sidekey.io/*` key most likely means: a pod or backend key by edit distance
+ * (`sidekey.io/refrsh` → `sidekey.io/refresh`), or a per-secret key with a mistyped prefix and the same
+ * secret name (`sidekey.io/secert-db` → `sidekey.io/secret-db`). Undefined when nothing is close.
+ */
+export function suggestKey(key: string, annotations: Annotations = {}): string | undefined {
+  const rest = key.slice(PREFIX.length);
+  const known = [...POD_KEYS, ...BACKEND_SETTINGS.map((s) => s.key)].map((k) => k.slice(PREFIX.length));
+  // A secret name that other annotations declare is the likeliest tail.
+  const declared = new Set(
+    Object.keys(annotations)
+      .map(classifyKey)
+      .flatMap((c) => (c.kind === 'secret' ? [c.name] : [])),
+  );
+  const candidates: Array<{ key: string; word: string; target: string; bonus: number }> = known.map((k) => ({
+    key: k,
+    word: rest,
+    target: k,
+    bonus: 0,
+  }));
+  for (let i = rest.indexOf('-'); i > 0; i = rest.indexOf('-', i + 1)) {
+    const head = rest.slice(0, i);
+    const tail = rest.slice(i + 1);
+    if (tail === '') continue;
+    for (const p of SECRET_PREFIXES) {
+      candidates.push({
+        key: `${p}${tail}`,
+        word: head,
+        target: p.slice(0, -1),
+        bonus: declared.has(tail) ? 1 : 0,
+      });
     }
   }
+  let best: string | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const c of candidates) {
+    if (closest(c.word, [c.target]) === undefined) continue;
+    const score = distance(c.word, c.target) - c.bonus;
+    if (score < bestScore) {
+      bestScore = score;
+      best = c.key;
+    }
+  }
+  return best === undefined ? undefined : `${PREFIX}${best}`;
 }
 
 /** Parse a duration annotation, naming the key on error. */
@@ -308,8 +368,15 @@ export function validateMountPath(p: string, where: string): string {
  *
  * Values are kept as written (`"0440"`, `"5m"`), so the spec in the pod reads like the annotations.
  */
-export function annotationsToSpec(annotations: Annotations, defaults: AnnotationDefaults = {}): SpecInput {
-  checkKnownKeys(annotations);
+export function annotationsToSpec(
+  annotations: Annotations,
+  defaults: AnnotationDefaults = {},
+  collector?: ErrorCollector,
+): SpecInput {
+  // Every mistake is collected and reported at once, not the first only. With a caller's collector,
+  // the mistakes go there and the spec of what is valid is returned (the caller checks on, then throws).
+  const errs = collector ?? new ErrorCollector();
+  errs.run(() => checkKnownKeys(annotations));
   const get = (k: string): string | undefined => annotations[k];
 
   const secrets = new Map<string, RawSecret>();
@@ -325,14 +392,21 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     if (c.kind === 'backend') {
       // Pod wiring inputs (no `field`) are read by parseInjectOptions, not written to the spec.
       const { backend: b, field, format } = c.setting;
-      if (field !== undefined) backends[b] = { ...backends[b], [field]: parseSettingValue(format, key, raw) };
+      if (field !== undefined) {
+        errs.run(() => {
+          backends[b] = { ...backends[b], [field]: parseSettingValue(format, key, raw) };
+        });
+      }
     } else if (c.kind === 'secret') {
       if (!SECRET_NAME_RE.test(c.name)) {
-        throw new SkError(
-          'SK_ERR_SECRET_NAME',
-          `${key}: secret name ${show(c.name)} must be lowercase letters, digits, - or .`,
-          { where: key },
-        );
+        errs.run(() => {
+          throw new SkError(
+            'SK_ERR_SECRET_NAME',
+            `${key}: secret name ${show(c.name)} must be lowercase letters, digits, - or .`,
+            { where: key },
+          );
+        });
+        continue;
       }
       const s = secrets.get(c.name) ?? {};
       s[PREFIX_FIELD[c.prefix]] = raw;
@@ -348,14 +422,18 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     const k = (p: (typeof SECRET_PREFIXES)[number]) => secretKey(p, name);
     if (s.ref === undefined) {
       const present = SECRET_PREFIXES.find((p) => s[PREFIX_FIELD[p]] !== undefined)!;
-      throw invalid(
-        k(present),
-        `sets a property of secret "${name}", but ${k('secret-')} does not declare it`,
-      );
+      errs.run(() => {
+        throw invalid(
+          k(present),
+          `sets a property of secret "${name}", but ${k('secret-')} does not declare it`,
+        );
+      });
+      continue;
     }
-    const ref = parseRef(s.ref, k('secret-'));
-    const out: SpecInput['secrets'][string] = { ref: ref.raw };
-    if (s.format !== undefined) {
+    const ref = errs.run(() => parseRef(s.ref!, k('secret-')));
+    const out: SpecInput['secrets'][string] = { ref: ref?.raw ?? s.ref.trim() };
+    errs.run(() => {
+      if (s.format === undefined) return;
       const f = s.format.trim();
       if (!(FORMATS as readonly string[]).includes(f)) {
         throw new SkError(
@@ -367,39 +445,48 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
         );
       }
       out.format = f as Format;
-    }
-    if (s.template !== undefined) {
+    });
+    errs.run(() => {
+      if (s.template === undefined) return;
       if (s.template.trim() === '') throw invalid(k('template-'), 'is empty');
       out.template = s.template;
-    }
-    const file = validateRelativePath(
-      s.file?.trim() ?? name,
-      s.file === undefined ? k('secret-') : k('file-'),
-    );
-    const clash = files.get(file);
-    if (clash !== undefined) {
-      throw new SkError(
-        'SK_ERR_PATH_INVALID',
-        `${s.file === undefined ? k('secret-') : k('file-')}: file "${file}" is also the file of secret "${clash}"`,
-        { where: s.file === undefined ? k('secret-') : k('file-') },
+    });
+    errs.run(() => {
+      const file = validateRelativePath(
+        s.file?.trim() ?? name,
+        s.file === undefined ? k('secret-') : k('file-'),
       );
-    }
-    files.set(file, name);
-    if (s.file !== undefined) out.file = file;
-    if (s.mode !== undefined) {
+      const clash = files.get(file);
+      if (clash !== undefined) {
+        throw new SkError(
+          'SK_ERR_PATH_INVALID',
+          `${s.file === undefined ? k('secret-') : k('file-')}: file "${file}" is also the file of secret "${clash}"`,
+          { where: s.file === undefined ? k('secret-') : k('file-') },
+        );
+      }
+      files.set(file, name);
+      if (s.file !== undefined) out.file = file;
+    });
+    errs.run(() => {
+      if (s.mode === undefined) return;
       parseFileMode(s.mode, k('mode-'));
       out.mode = s.mode.trim();
-    }
-    if (s.refresh !== undefined) out.refresh = durationAt(k('refresh-'), s.refresh);
-    if (s.env !== undefined) {
+    });
+    errs.run(() => {
+      if (s.refresh !== undefined) out.refresh = durationAt(k('refresh-'), s.refresh);
+    });
+    errs.run(() => {
+      if (s.env === undefined) return;
       const e = s.env.trim();
       if (!ENV_NAME_RE.test(e)) throw invalid(k('env-'), `${show(e)} is not an environment variable name`);
       const other = envs.get(e);
       if (other !== undefined) throw invalid(k('env-'), `${e} is already replaced by secret "${other}"`);
       envs.set(e, name);
       out.env = e;
-    }
-    specSecrets[name] = out;
+    });
+    // A secret whose ref parsed stays in (its other mistakes are collected), so the caller can still
+    // check its ref with the provider and its template.
+    if (ref !== undefined) specSecrets[name] = out;
   }
   // `a` and `a/b` cannot both exist: one would be a file and a directory.
   for (const [file, name] of files) {
@@ -407,57 +494,72 @@ export function annotationsToSpec(annotations: Annotations, defaults: Annotation
     for (let i = 1; i < parts.length; i++) {
       const other = files.get(parts.slice(0, i).join('/'));
       if (other !== undefined) {
-        throw new SkError(
-          'SK_ERR_PATH_INVALID',
-          `${secretKey('file-', name)}: "${file}" is inside the file of secret "${other}"`,
-          { where: secretKey('file-', name) },
-        );
+        errs.run(() => {
+          throw new SkError(
+            'SK_ERR_PATH_INVALID',
+            `${secretKey('file-', name)}: "${file}" is inside the file of secret "${other}"`,
+            { where: secretKey('file-', name) },
+          );
+        });
+        break;
       }
     }
   }
-  if (Object.keys(specSecrets).length === 0) {
-    throw invalid(
-      ANN_INJECT,
-      `is "true" but no ${PREFIX}${SECRET_PREFIX}<name> annotation declares a secret`,
-    );
+  if (secrets.size === 0) {
+    errs.run(() => {
+      throw invalid(
+        ANN_INJECT,
+        `is "true" but no ${PREFIX}${SECRET_PREFIX}<name> annotation declares a secret`,
+      );
+    });
   }
 
   // Key order is the order a reader expects in SIDEKEY_SPEC: settings first, secrets last.
   const spec = { apiVersion: API_VERSION, kind: KIND } as SpecInput;
   const mountRaw = get(ANN_MOUNT_PATH);
-  spec.output = {
-    dir:
-      mountRaw !== undefined
-        ? validateMountPath(mountRaw, ANN_MOUNT_PATH)
-        : (defaults.mountPath ?? DEFAULTS.outputDir),
-  };
+  spec.output = { dir: defaults.mountPath ?? DEFAULTS.outputDir };
+  if (mountRaw !== undefined) {
+    errs.run(() => {
+      spec.output = { dir: validateMountPath(mountRaw, ANN_MOUNT_PATH) };
+    });
+  }
   const refresh = get(ANN_REFRESH);
-  if (refresh !== undefined) spec.refresh = durationAt(ANN_REFRESH, refresh);
+  if (refresh !== undefined) errs.run(() => (spec.refresh = durationAt(ANN_REFRESH, refresh)));
   else if (defaults.refresh !== undefined) spec.refresh = defaults.refresh;
   const onChange = get(ANN_ON_CHANGE) ?? defaults.onChange;
   if (onChange !== undefined) {
-    parseOnChange(onChange, get(ANN_ON_CHANGE) !== undefined ? ANN_ON_CHANGE : 'defaults.onChange');
-    if (onChange.trim() !== 'none' && onChange.trim() !== '') spec.onChange = onChange.trim();
+    errs.run(() => {
+      parseOnChange(onChange, get(ANN_ON_CHANGE) !== undefined ? ANN_ON_CHANGE : 'defaults.onChange');
+      if (onChange.trim() !== 'none' && onChange.trim() !== '') spec.onChange = onChange.trim();
+    });
   }
   const maxStale = get(ANN_MAX_STALE);
   const maxStaleAction = get(ANN_MAX_STALE_ACTION);
   if (maxStale !== undefined || maxStaleAction !== undefined) {
-    spec.maxStale = {};
-    if (maxStale !== undefined) spec.maxStale.after = durationAt(ANN_MAX_STALE, maxStale);
+    const ms: NonNullable<SpecInput['maxStale']> = {};
+    spec.maxStale = ms;
+    if (maxStale !== undefined) errs.run(() => (ms.after = durationAt(ANN_MAX_STALE, maxStale)));
     if (maxStaleAction !== undefined) {
-      const a = maxStaleAction.trim();
-      if (a !== 'keep' && a !== 'fail') throw invalid(ANN_MAX_STALE_ACTION, `${show(a)} is not keep or fail`);
-      spec.maxStale.action = a;
+      errs.run(() => {
+        const a = maxStaleAction.trim();
+        if (a !== 'keep' && a !== 'fail')
+          throw invalid(ANN_MAX_STALE_ACTION, `${show(a)} is not keep or fail`);
+        ms.action = a;
+      });
     }
   }
   const fetchTimeout = get(ANN_FETCH_TIMEOUT);
-  if (fetchTimeout !== undefined) spec.fetchTimeout = deadlineAt(ANN_FETCH_TIMEOUT, fetchTimeout);
+  if (fetchTimeout !== undefined)
+    errs.run(() => (spec.fetchTimeout = deadlineAt(ANN_FETCH_TIMEOUT, fetchTimeout)));
   const onceTimeout = get(ANN_ONCE_TIMEOUT);
-  const mode = parseInjectMode(annotations);
-  if (mode === 'init-only' || onceTimeout !== undefined) {
+  const once =
+    onceTimeout === undefined ? undefined : errs.run(() => deadlineAt(ANN_ONCE_TIMEOUT, onceTimeout));
+  const mode = errs.run(() => parseInjectMode(annotations));
+  if (!collector) errs.throwIfAny();
+  if (mode === 'init-only' || once !== undefined) {
     spec.agent = {
       ...(mode === 'init-only' ? { mode: 'once' as const } : {}),
-      ...(onceTimeout !== undefined ? { onceTimeout: deadlineAt(ANN_ONCE_TIMEOUT, onceTimeout) } : {}),
+      ...(once !== undefined ? { onceTimeout: once } : {}),
     };
   }
   // In the registered backends' order, whatever order the annotations and defaults came in.
@@ -549,6 +651,8 @@ export interface InjectOptions {
   readonly backendInputs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** `sidekey.io/metrics-port`: 0 = off; undefined = the webhook default. */
   readonly metricsPort: number | undefined;
+  /** {@link ANN_EXIT_FILE}: an absolute, normalised path whose directory is not `/`. */
+  readonly exitFile: string | undefined;
 }
 
 function intAt(key: string, v: string, min: number): number {
@@ -560,29 +664,35 @@ function intAt(key: string, v: string, min: number): number {
 }
 
 /** Parse the pod-level options (mode, containers, resources, identity). Names the key on error. */
-export function parseInjectOptions(annotations: Annotations): InjectOptions {
+export function parseInjectOptions(annotations: Annotations, collector?: ErrorCollector): InjectOptions {
   const get = (k: string) => annotations[k];
-  let containers: string[] | undefined;
+  // Every mistake is collected and reported at once; with a caller's collector they go there and the
+  // valid options are returned.
+  const errs = collector ?? new ErrorCollector();
   const c = get(ANN_CONTAINERS);
-  if (c !== undefined) {
-    containers = c
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (containers.length === 0) throw invalid(ANN_CONTAINERS, 'names no container');
-    for (const n of containers) {
-      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n))
-        throw invalid(ANN_CONTAINERS, `${show(n)} is not a container name`);
-    }
-    const seen = new Set<string>();
-    for (const n of containers) {
-      if (seen.has(n)) throw invalid(ANN_CONTAINERS, `names ${n} twice`);
-      seen.add(n);
-    }
-  }
+  const containers =
+    c === undefined
+      ? undefined
+      : errs.run(() => {
+          const list = c
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
+          if (list.length === 0) throw invalid(ANN_CONTAINERS, 'names no container');
+          for (const n of list) {
+            if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n))
+              throw invalid(ANN_CONTAINERS, `${show(n)} is not a container name`);
+          }
+          const seen = new Set<string>();
+          for (const n of list) {
+            if (seen.has(n)) throw invalid(ANN_CONTAINERS, `names ${n} twice`);
+            seen.add(n);
+          }
+          return list;
+        });
   const q = (k: string) => {
     const v = get(k);
-    return v === undefined ? undefined : parseQuantity(v, k);
+    return v === undefined ? undefined : errs.run(() => parseQuantity(v, k));
   };
   const requests: { cpu?: string; memory?: string } = {};
   const limits: { cpu?: string; memory?: string } = {};
@@ -595,31 +705,57 @@ export function parseInjectOptions(annotations: Annotations): InjectOptions {
   if (cpuLim !== undefined) limits.cpu = cpuLim;
   if (memLim !== undefined) limits.memory = memLim;
   const mp = get(ANN_METRICS_PORT);
-  const metricsPort = mp === undefined ? undefined : intAt(ANN_METRICS_PORT, mp, 0);
-  if (metricsPort !== undefined && metricsPort > 65535)
-    throw invalid(ANN_METRICS_PORT, `${show(mp!.trim())} is not a port between 1 and 65535 (or 0 for off)`);
+  const metricsPort =
+    mp === undefined
+      ? undefined
+      : errs.run(() => {
+          const port = intAt(ANN_METRICS_PORT, mp, 0);
+          if (port > 65535)
+            throw invalid(
+              ANN_METRICS_PORT,
+              `${show(mp.trim())} is not a port between 1 and 65535 (or 0 for off)`,
+            );
+          return port;
+        });
   const ru = get(ANN_RUN_AS_USER);
   const rg = get(ANN_RUN_AS_GROUP);
   const backendInputs: Record<string, Record<string, unknown>> = {};
   for (const row of BACKEND_SETTINGS) {
     const v = get(row.key);
-    if (row.input === undefined || v === undefined) continue;
-    backendInputs[row.backend] = {
-      ...backendInputs[row.backend],
-      [row.input]: parseSettingValue(row.format, row.key, v),
-    };
+    const input = row.input;
+    if (input === undefined || v === undefined) continue;
+    errs.run(() => {
+      backendInputs[row.backend] = {
+        ...backendInputs[row.backend],
+        [input]: parseSettingValue(row.format, row.key, v),
+      };
+    });
   }
-  return {
-    mode: parseInjectMode(annotations),
+  const exitRaw = get(ANN_EXIT_FILE);
+  const exitFile =
+    exitRaw === undefined
+      ? undefined
+      : errs.run(() => {
+          const f = validateMountPath(exitRaw, ANN_EXIT_FILE);
+          if (path.posix.dirname(f) === '/') {
+            throw invalid(ANN_EXIT_FILE, `${show(f)} must be in a directory, such as /run/sidekey-exit/done`);
+          }
+          return f;
+        });
+  const out: InjectOptions = {
+    mode: errs.run(() => parseInjectMode(annotations)),
     containers,
     resources: { requests, limits },
     // uid 0 is refused: the agent must pass the restricted Pod Security Standard.
-    runAsUser: ru === undefined ? undefined : intAt(ANN_RUN_AS_USER, ru, 1),
-    runAsGroup: rg === undefined ? undefined : intAt(ANN_RUN_AS_GROUP, rg, 0),
+    runAsUser: ru === undefined ? undefined : errs.run(() => intAt(ANN_RUN_AS_USER, ru, 1)),
+    runAsGroup: rg === undefined ? undefined : errs.run(() => intAt(ANN_RUN_AS_GROUP, rg, 0)),
     tmpfsSize: q(ANN_TMPFS_SIZE),
     backendInputs,
     metricsPort,
+    exitFile,
   };
+  if (!collector) errs.throwIfAny();
+  return out;
 }
 
 /** Every annotation key users can set, for docs and `sidekey migrate` (per-secret ones as patterns). */

@@ -462,9 +462,11 @@ export class Engine {
 
   /** Write the set with what a rotation fetched (under the write queue), record failures. */
   async #applyRotation(toFetch: readonly SecretState[], outcomes: Map<string, Outcome>): Promise<void> {
-    // A source's secrets are updated together or not at all: a new #username next to an old
-    // #password would be a broken pair.
+    // A dynamic credential's secrets are updated together or not at all: a new #username next to an
+    // old #password would be a broken pair. Static sources (a file, a KV entry) hold independent
+    // values: one broken key fails only the secrets that use it.
     for (const st of toFetch) {
+      if (!this.#dynamicSource(st, outcomes)) continue;
       const failed = this.#peersOf(st).find((p) => !outcomes.get(p.secret.name)?.ok);
       if (!failed || failed === st || !outcomes.get(st.secret.name)?.ok) continue;
       const cause = (outcomes.get(failed.secret.name) as Outcome & { ok: false }).error;
@@ -516,6 +518,14 @@ export class Engine {
       );
       this.#afterWrite(report);
     }
+  }
+
+  /** Whether `st`'s source is a dynamic credential (leased now, or in what this fetch returned). */
+  #dynamicSource(st: SecretState, outcomes: ReadonlyMap<string, Outcome>): boolean {
+    return this.#peersOf(st).some((p) => {
+      const o = outcomes.get(p.secret.name);
+      return p.lease !== undefined || (o?.ok === true && o.result.lease !== undefined);
+    });
   }
 
   /** The secrets reading the same source as `st`, itself included. */

@@ -2,7 +2,7 @@ import { ERRORS, type SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import type { Pod } from './k8s.js';
 import { mutatePod, type Outcome, type PipelineContext } from './pipeline.js';
-import { SKIP_TEXT } from './should-inject.js';
+import { SKIP_TEXT, WARNED_SKIPS } from './should-inject.js';
 
 /**
  * AdmissionReview (admission.k8s.io/v1) in and out. This layer only decodes the request, runs the
@@ -75,6 +75,7 @@ export function reviewAdmission(body: unknown, ctx: PipelineContext, onInvalid: 
   if (outcome.kind === 'inject') {
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(outcome.patchJson).toString('base64');
+    if (outcome.warnings.length > 0) response.warnings = outcome.warnings.map((w) => `sidekey: ${w}`);
   } else if (outcome.kind === 'invalid') {
     const text = denialMessage(outcome.error);
     if (onInvalid === 'allow-without-injection' && outcome.error.kind === 'input') {
@@ -84,10 +85,10 @@ export function reviewAdmission(body: unknown, ctx: PipelineContext, onInvalid: 
       response.allowed = false;
       response.status = { code: ERRORS[outcome.error.code].status, message: text, reason: 'Invalid' };
     }
-  } else if (outcome.kind === 'skip' && outcome.reason === 'windows') {
+  } else if (outcome.kind === 'skip' && WARNED_SKIPS.has(outcome.reason)) {
     // The pod asked for its secrets as files and will run without them: tell whoever created it
     // (kubectl prints admission warnings), not only the webhook's log.
-    response.warnings = [`sidekey: not injected: ${SKIP_TEXT.windows}`];
+    response.warnings = [`sidekey: not injected: ${SKIP_TEXT[outcome.reason]}`];
   }
   return {
     kind: 'reviewed',

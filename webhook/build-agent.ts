@@ -1,6 +1,7 @@
 import type { ClusterDefaults } from './defaults.js';
 import type { Container, SecurityContext, VolumeMount } from './k8s.js';
 import { NAMES, type Plan, TOKEN_DIR } from './validate.js';
+import { exitDir } from './workload-rules.js';
 
 /** The env var carrying the agent's spec (JSON, apiVersion sidekey.io/v1). */
 export const SPEC_ENV = 'SIDEKEY_SPEC';
@@ -11,13 +12,14 @@ export const METRICS_PORT_NAME = 'sidekey-metrics';
 /**
  * A security context that passes the restricted Pod Security Standard on its own, whatever the pod
  * sets: non-root uid, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, and a
- * read-only root filesystem (the agent writes only to the tmpfs volume).
+ * read-only root filesystem (the agent writes only to the tmpfs volume). Without a uid (OpenShift),
+ * `runAsNonRoot` still holds: the SCC assigns a non-zero uid from the namespace's range.
  */
 export function agentSecurityContext(plan: Pick<Plan, 'runAsUser' | 'runAsGroup'>): SecurityContext {
   return {
     runAsNonRoot: true,
-    runAsUser: plan.runAsUser,
-    runAsGroup: plan.runAsGroup,
+    ...(plan.runAsUser !== undefined ? { runAsUser: plan.runAsUser } : {}),
+    ...(plan.runAsGroup !== undefined ? { runAsGroup: plan.runAsGroup } : {}),
     allowPrivilegeEscalation: false,
     privileged: false,
     readOnlyRootFilesystem: true,
@@ -30,6 +32,8 @@ function base(name: string, args: string[], plan: Plan, d: ClusterDefaults): Con
   const mounts: VolumeMount[] = [{ name: NAMES.secretsVolume, mountPath: plan.mountPath }];
   if (plan.tokens.length > 0) mounts.push({ name: NAMES.tokenVolume, mountPath: TOKEN_DIR, readOnly: true });
   for (const v of plan.agentVolumes) mounts.push({ name: v.name, mountPath: v.mountPath, readOnly: true });
+  if (plan.exitFile !== undefined && name === NAMES.agent)
+    mounts.push({ name: NAMES.exitVolume, mountPath: exitDir(plan.exitFile), readOnly: true });
   const resources: Record<string, Record<string, string>> = {};
   if (Object.keys(plan.resources.requests).length > 0) resources.requests = { ...plan.resources.requests };
   if (Object.keys(plan.resources.limits).length > 0) resources.limits = { ...plan.resources.limits };

@@ -1,7 +1,7 @@
 import { ANN_STATUS, STATUS_INJECTED } from '../src/annotations.js';
 import { classicSidecar, initAgent, nativeSidecar } from './build-agent.js';
 import { mountIntoApp } from './build-app-containers.js';
-import { agentVolumes, secretsVolume, tokenVolume } from './build-volumes.js';
+import { agentVolumes, exitVolume, secretsVolume, tokenVolume } from './build-volumes.js';
 import type { ClusterDefaults } from './defaults.js';
 import type { Container, Pod, Volume } from './k8s.js';
 import type { Plan } from './validate.js';
@@ -42,6 +42,7 @@ export function buildPod(pod: Pod, plan: Plan, d: ClusterDefaults): Pod {
   const token = tokenVolume(plan);
   if (token) volumes.push(token);
   volumes.push(...agentVolumes(plan));
+  if (plan.exitFile !== undefined) volumes.push(exitVolume());
 
   const init: Container[] = [];
   const sidecars: Container[] = [];

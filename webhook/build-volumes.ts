@@ -43,3 +43,11 @@ export function tokenVolume(plan: Pick<Plan, 'tokens' | 'projectClusterInfo'>): 
 export function agentVolumes(plan: Pick<Plan, 'agentVolumes'>): Volume[] {
   return plan.agentVolumes.map((v) => ({ name: v.name, ...v.source }) as Volume);
 }
+
+/**
+ * The small shared volume of `sidekey.io/exit-file`: the app writes the file when it is done, the
+ * classic sidecar sees it and exits 0, so a run-to-completion pod completes.
+ */
+export function exitVolume(): Volume {
+  return { name: NAMES.exitVolume, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
+}

@@ -125,10 +125,17 @@ export const webhookConfigSchema = z
       .default(structuredClone(AGENT_DEFAULTS) as never),
     /**
      * Whether the cluster runs native sidecars (init containers with `restartPolicy: Always`, on by
-     * default since Kubernetes 1.29). `auto` decides from `kubernetesVersion`, or from the API
-     * server's /version at start; when neither is known, classic init + sidecar (works everywhere).
+     * default since Kubernetes 1.29, which every supported release has). `auto` decides from
+     * `kubernetesVersion`, or from the API server's /version (re-read periodically): classic init +
+     * sidecar only when the cluster is known to be older than 1.29; an unknown version means native.
      */
     nativeSidecars: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /**
+     * OpenShift (`restricted-v2` SCC): the SCC assigns each pod a uid from the namespace's range and
+     * refuses a fixed `runAsUser` outside it, so the agent gets no `runAsUser`/`runAsGroup` of its own
+     * (it runs with the uid the SCC assigns to the pod, like the app) and relies on the pod's `fsGroup`.
+     */
+    openshift: z.boolean().default(false),
     /** The cluster's version (`1.30`, `v1.31.2`), for `nativeSidecars: auto`. */
     kubernetesVersion: z
       .string()
@@ -239,19 +246,30 @@ export function loadWebhookConfig(
   return parseWebhookConfig(doc, { source: file, ownNamespace });
 }
 
+/** The `major.minor` of a Kubernetes version string, or undefined when it is not one. */
+export function parseKubeVersion(v: string | undefined): { major: number; minor: number } | undefined {
+  const m = v ? /^v?(\d+)\.(\d+)/.exec(v) : null;
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
+}
+
 /**
  * Whether to inject native sidecars: `true`/`false` as configured; for `auto`, from the configured or
- * discovered Kubernetes version (≥ 1.29), else false.
+ * discovered Kubernetes version. Every supported Kubernetes release has native sidecars, so only a
+ * cluster *known* to be older than 1.29 gets classic sidecars; an unknown version means native.
  */
 export function nativeSidecarsEnabled(config: WebhookConfig, discoveredVersion?: string): boolean {
   if (typeof config.nativeSidecars === 'boolean') return config.nativeSidecars;
-  const v = config.kubernetesVersion ?? discoveredVersion;
-  if (!v) return false;
-  const m = /^v?(\d+)\.(\d+)/.exec(v);
-  if (!m) return false;
-  const major = Number(m[1]);
-  const minor = Number(m[2]);
-  return major > 1 || (major === 1 && minor >= NATIVE_SIDECAR_MIN_MINOR);
+  const v = parseKubeVersion(config.kubernetesVersion ?? discoveredVersion);
+  if (!v) return true;
+  return v.major > 1 || (v.major === 1 && v.minor >= NATIVE_SIDECAR_MIN_MINOR);
+}
+
+/** Whether `auto` had to be decided without knowing the cluster's version (said once to the user). */
+export function kubeVersionUnknown(config: WebhookConfig, discoveredVersion?: string): boolean {
+  return (
+    config.nativeSidecars === 'auto' &&
+    parseKubeVersion(config.kubernetesVersion ?? discoveredVersion) === undefined
+  );
 }
 
 /** Helm renders unset values as `null`; treat them as absent so the defaults apply. */

@@ -14,6 +14,8 @@ export interface ClusterDefaults {
   readonly resources: WebhookConfig['agent']['resources'];
   readonly runAsUser: number;
   readonly runAsGroup: number;
+  /** OpenShift: the agent sets no uid/gid of its own (the SCC assigns them). */
+  readonly openshift: boolean;
   readonly agent: Pick<WebhookConfig['agent'], 'image' | 'imagePullPolicy' | 'imagePullSecrets' | 'command'>;
   /** The agent's metrics listener: port 0 = off unless a pod sets `sidekey.io/metrics-port`. */
   readonly metrics: WebhookConfig['agent']['metrics'];
@@ -42,6 +44,7 @@ export function clusterDefaults(config: WebhookConfig, nativeSidecars: boolean):
     resources: config.agent.resources,
     runAsUser: config.agent.runAsUser,
     runAsGroup: config.agent.runAsGroup,
+    openshift: config.openshift,
     agent: {
       image: config.agent.image,
       imagePullPolicy: config.agent.imagePullPolicy,

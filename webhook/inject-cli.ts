@@ -3,7 +3,8 @@ import YAML from 'yaml';
 import { outputFormat } from '../src/cli-output.js';
 import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
-import { KUBE_VERSION_RE, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
+import { backendHints } from './backend-hints.js';
+import { KUBE_VERSION_RE, kubeVersionUnknown, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
 import { createPipelineContext } from './context.js';
 import { injectObject, objectName } from './workloads.js';
 
@@ -64,6 +65,12 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
   const out: string[] = [];
   const objects: unknown[] = [];
   const notes: string[] = [];
+  if (kubeVersionUnknown(config, o.kubeVersion)) {
+    // Said once per run: every supported Kubernetes release has native sidecars.
+    notes.push(
+      'sidekey inject: cluster version unknown (no --kube-version, no kubernetesVersion in the config): mode auto means native sidecars; pass --kube-version for a cluster older than 1.29',
+    );
+  }
   for (const [i, doc] of docs.entries()) {
     if (!(doc instanceof YAML.Document)) continue;
     const err = doc.errors[0];
@@ -84,6 +91,9 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
     for (const item of items) {
       const r = injectObject(item, ctx, o.namespace);
       const name = isRecord(item) ? objectName(item) : `document ${i + 1}`;
+      for (const w of r.warnings) notes.push(`sidekey inject: ${name}: warning: ${w}`);
+      if (r.kind === 'inject')
+        for (const w of backendHints(r.spec)) notes.push(`sidekey inject: ${name}: warning: ${w}`);
       if (r.kind === 'skip') {
         notes.push(`sidekey inject: ${name}: unchanged: ${r.reason}`);
         out.push(o.patch ? '[]' : YAML.stringify(item, { lineWidth: 0 }));

@@ -1,5 +1,6 @@
 import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
+import type { SpecInput } from '../src/spec.js';
 import { buildPod } from './build-pod.js';
 import type { ClusterDefaults } from './defaults.js';
 import { diffPatch, type Operation } from './diff.js';
@@ -24,6 +25,10 @@ export type Outcome =
       /** `patch` as JSON, the bytes sent (at most LIMITS.patchBytes). */
       readonly patchJson: string;
       readonly mode: 'native' | 'sidecar' | 'init-only';
+      /** Admission warnings: what the pod gets differs from what it may expect (Jobs, file modes). */
+      readonly warnings: readonly string[];
+      /** The agent's spec (refs and settings, never values). */
+      readonly spec: SpecInput;
     }
   | { readonly kind: 'invalid'; readonly error: SkError };
 
@@ -50,13 +55,22 @@ export function mutatePod(input: ShouldInjectInput, ctx: PipelineContext): Outco
       input.namespace ?? input.pod.metadata?.namespace,
       ctx.defaults,
       ctx,
+      input.workloadKind,
     );
     checkPlanLimits(plan);
     const pod = buildPod(input.pod, plan, ctx.defaults);
     const patch = diffPatch(input.pod, pod);
     const patchJson = JSON.stringify(patch);
     checkPatchLimit(Buffer.byteLength(patchJson));
-    return { kind: 'inject', pod, patch, patchJson, mode: plan.mode };
+    return {
+      kind: 'inject',
+      pod,
+      patch,
+      patchJson,
+      mode: plan.mode,
+      warnings: plan.warnings,
+      spec: plan.spec,
+    };
   } catch (e) {
     // A bug: its message may quote the pod (a JSON or type error naming a value), so only its type.
     if (e instanceof SkError) return { kind: 'invalid', error: e };

@@ -6,6 +6,7 @@ import { createLogger, type Logger, silentLogger } from '../src/log.js';
 import { reviewAdmission } from './admission.js';
 import { loadWebhookConfig, nativeSidecarsEnabled, type WebhookConfig } from './config.js';
 import { createPipelineContext } from './context.js';
+import { NativeSidecarWatch } from './kube-version.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 import type { PipelineContext } from './pipeline.js';
 import { type KeyPair, readKeyPair, watchKeyPair } from './tls-files.js';
@@ -17,8 +18,8 @@ export interface AppOptions {
   /** Serve HTTPS with this pair (TLS ≥ 1.2); omit for plain HTTP (`app.inject()` tests). */
   readonly tls?: KeyPair;
   readonly logger?: Logger;
-  /** Pipeline context; default built from `config`. */
-  readonly ctx?: PipelineContext;
+  /** Pipeline context; default built from `config`. A function: read per request (it may change). */
+  readonly ctx?: PipelineContext | (() => PipelineContext);
   /** Whether `auto` means native sidecars; default from the config (version), else false. */
   readonly nativeSidecars?: boolean;
   readonly metrics?: WebhookMetrics;
@@ -78,9 +79,13 @@ export class ReviewGate {
  */
 export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyInstance {
   const log = opts.logger ?? silentLogger;
-  const ctx =
-    opts.ctx ??
-    createPipelineContext(config, { nativeSidecars: opts.nativeSidecars ?? nativeSidecarsEnabled(config) });
+  const fixed =
+    typeof opts.ctx === 'object'
+      ? opts.ctx
+      : createPipelineContext(config, {
+          nativeSidecars: opts.nativeSidecars ?? nativeSidecarsEnabled(config),
+        });
+  const current = typeof opts.ctx === 'function' ? opts.ctx : () => fixed;
   const metrics = opts.metrics ?? createMetrics();
   const app = Fastify({
     loggerInstance: log,
@@ -144,7 +149,7 @@ export function buildApp(config: WebhookConfig, opts: AppOptions = {}): FastifyI
 
   app.post('/mutate', async (request, reply) => {
     const end = metrics.duration.startTimer();
-    const r = reviewAdmission(request.body, ctx, config.onInvalidAnnotations);
+    const r = reviewAdmission(request.body, current(), config.onInvalidAnnotations);
     if (r.kind === 'bad-request') {
       end({ outcome: 'bad-request' });
       metrics.requestErrors.inc({ status: '400', reason: 'not-a-review' });
@@ -230,6 +235,8 @@ export interface ServeOptions {
   readonly logger?: Logger;
   /** Use polling for the TLS file watch (filesystems without inotify). */
   readonly tlsPolling?: boolean;
+  /** How often /version is re-read for `nativeSidecars: auto` (default 10 minutes). */
+  readonly versionRecheckMs?: number;
 }
 
 export interface RunningServer {
@@ -254,19 +261,28 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       // full stderr pipe (a synchronous write cost about a sixth of the server's CPU); flushed on close.
       destination: pino.destination({ fd: 2, sync: false }) as unknown as NodeJS.WritableStream,
     });
-  let discovered: string | undefined;
-  if (config.nativeSidecars === 'auto' && !config.kubernetesVersion) {
-    discovered = await discoverKubernetesVersion(log);
-  }
-  const native = nativeSidecarsEnabled(config, discovered);
+  // What `auto` means: from the config, else the API server's /version, re-read periodically so an
+  // upgraded control plane is noticed without a restart.
+  let ctx: PipelineContext;
+  const versionWatch = new NativeSidecarWatch(
+    config,
+    () => discoverKubernetesVersion(log),
+    log,
+    (native) => {
+      ctx = createPipelineContext(config, { nativeSidecars: native });
+    },
+  );
+  await versionWatch.refresh();
+  ctx = createPipelineContext(config, { nativeSidecars: versionWatch.native });
   log.info(
-    { nativeSidecars: native, kubernetesVersion: config.kubernetesVersion ?? discovered },
+    { nativeSidecars: versionWatch.native, kubernetesVersion: versionWatch.version },
     'injection mode for auto',
   );
+  versionWatch.start(o.versionRecheckMs);
   const pair = readKeyPair(o.tlsCert, o.tlsKey);
   const metrics = createMetrics();
   metrics.tlsNotAfter.set(notAfter(pair));
-  const app = buildApp(config, { tls: pair, logger: log, nativeSidecars: native, metrics });
+  const app = buildApp(config, { tls: pair, logger: log, ctx: () => ctx, metrics });
   const watcher = watchKeyPair(
     o.tlsCert,
     o.tlsKey,
@@ -288,6 +304,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     await app.listen({ port: o.port, host: o.host });
   } catch (e) {
     // The file watch would keep the process alive: without this, a taken port hangs instead of exiting.
+    versionWatch.stop();
     await watcher.close();
     await app.close();
     const why = (e as NodeJS.ErrnoException).code ?? 'error';
@@ -303,6 +320,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     app,
     port,
     async close() {
+      versionWatch.stop();
       await watcher.close();
       await app.close();
       await new Promise<void>((resolve) => log.flush(() => resolve()));
@@ -317,7 +335,7 @@ function notAfter(pair: KeyPair): number {
 
 /**
  * The API server's version, for `nativeSidecars: auto`. Only in a cluster (service env set); any
- * failure means "unknown", which selects classic sidecars.
+ * failure means "unknown", which selects native sidecars (said once by {@link NativeSidecarWatch}).
  */
 async function discoverKubernetesVersion(log: Logger): Promise<string | undefined> {
   if (!process.env.KUBERNETES_SERVICE_HOST) return undefined;
@@ -332,10 +350,7 @@ async function discoverKubernetesVersion(log: Logger): Promise<string | undefine
     ]);
     return v.gitVersion;
   } catch (e) {
-    log.warn(
-      { err: (e as Error).message },
-      'cannot read the Kubernetes version; auto mode uses init + classic sidecar',
-    );
+    log.debug({ err: (e as Error).message }, 'cannot read the Kubernetes version');
     return undefined;
   }
 }

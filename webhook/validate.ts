@@ -3,7 +3,6 @@ import {
   ANN_CPU_REQUEST,
   ANN_MEMORY_REQUEST,
   ANN_METRICS_PORT,
-  ANN_MODE,
   ANN_MOUNT_PATH,
   annotationsToSpec,
   BACKEND_SETTINGS,
@@ -12,6 +11,7 @@ import {
   quantityValue,
   secretKey,
 } from '../src/annotations.js';
+import { ErrorCollector } from '../src/error-list.js';
 import { SkError } from '../src/errors.js';
 import type { AgentVolume, BackendDescriptor } from '../src/providers/backend.js';
 import { BACKENDS } from '../src/providers/builtin.js';
@@ -19,11 +19,13 @@ import type { ProviderRegistry } from '../src/providers/registry.js';
 import { type ResolvedSpec, resolveSpec, type SpecInput } from '../src/spec.js';
 import type { ClusterDefaults } from './defaults.js';
 import type { Container, EnvVar, Pod } from './k8s.js';
+import { agentIdentity, checkExitFile, decideMode } from './workload-rules.js';
 
 /** Names the webhook gives to what it adds; a pod that already uses one cannot be injected. */
 export const NAMES = Object.freeze({
   secretsVolume: 'sidekey-secrets',
   tokenVolume: 'sidekey-token',
+  exitVolume: 'sidekey-exit',
   agent: 'sidekey-agent',
   init: 'sidekey-init',
 });
@@ -56,8 +58,16 @@ export interface Plan {
     readonly requests: Readonly<Record<string, string>>;
     readonly limits: Readonly<Record<string, string>>;
   };
-  readonly runAsUser: number;
-  readonly runAsGroup: number;
+  /** Undefined: the agent sets none (OpenShift assigns the pod's uid; the pod-level value applies). */
+  readonly runAsUser: number | undefined;
+  readonly runAsGroup: number | undefined;
+  /**
+   * A run-to-completion pod's classic sidecar stops when the app writes this file; its directory is a
+   * small shared volume in the app containers and the agent.
+   */
+  readonly exitFile: string | undefined;
+  /** Admission warnings (kubectl prints them; `sidekey inject` writes them to stderr). */
+  readonly warnings: readonly string[];
   /** `on-change: signal:` outside init-only: the agent must see the app's processes. */
   readonly shareProcessNamespace: boolean;
   /** Projected tokens; empty = no token volume. */
@@ -93,106 +103,113 @@ export function parseAndValidate(
   namespace: string | undefined,
   defaults: ClusterDefaults,
   deps: ValidateDeps,
+  workloadKind?: string,
 ): Plan {
   const ann = pod.metadata?.annotations ?? {};
-  const spec = annotationsToSpec(ann, defaults.spec);
-  const opts = parseInjectOptions(ann);
+  // Every mistake of the pod is reported at once: independent checks run on, each error is kept, and
+  // all are thrown together (an SkErrorList) before anything that needs their results.
+  const errs = new ErrorCollector();
+  // The spec and options of what is valid; their mistakes are in `errs`.
+  const spec = annotationsToSpec(ann, defaults.spec, errs);
+  const opts = parseInjectOptions(ann, errs);
+  errs.run(() => checkNamesFree(pod));
   const containers = pod.spec?.containers ?? [];
 
   // Refs and templates: each error names the annotation that declared it.
-  const resolved = resolveSpec(spec, {
-    source: 'annotations',
-    checkSecret: (s) => {
-      deps.registry.validateRef(s.ref, secretKey('secret-', s.name));
-      if (s.template !== undefined) deps.compileTemplate(s.template, secretKey('template-', s.name));
-    },
-  });
+  const checked = errs.run(() =>
+    resolveSpec(spec, {
+      source: 'annotations',
+      checkSecret: (s) => {
+        errs.run(() => deps.registry.validateRef(s.ref, secretKey('secret-', s.name)));
+        const tpl = s.template;
+        if (tpl !== undefined) errs.run(() => deps.compileTemplate(tpl, secretKey('template-', s.name)));
+      },
+    }),
+  );
+  if (checked === undefined) errs.throwIfAny();
+  const resolved = checked!;
 
-  let mode: Plan['mode'];
-  const want = opts.mode ?? defaults.mode;
-  if (want === 'auto') mode = defaults.nativeSidecars ? 'native' : 'sidecar';
-  else if (want === 'native' && defaults.nativeForbidden) {
-    throw new SkError(
-      'SK_ERR_ANNOTATION_INVALID',
-      `${ANN_MODE}: "native" but this cluster is configured without native sidecars (nativeSidecars: false); use auto or sidecar`,
-      { where: ANN_MODE },
-    );
-  } else mode = want;
+  const decision = errs.run(() => decideMode(pod, opts, defaults, workloadKind));
 
   const names = containers.map((c) => c.name);
-  let targets: string[];
+  let targets: string[] = names;
   if (opts.containers) {
-    for (const n of opts.containers) {
-      if (!names.includes(n)) {
+    const missing = opts.containers.filter((n) => !names.includes(n));
+    if (missing.length > 0) {
+      errs.run(() => {
         throw new SkError(
           'SK_ERR_CONTAINER_UNKNOWN',
-          `${ANN_CONTAINERS}: the pod has no container "${n}" (containers: ${names.join(', ') || 'none'})`,
+          `${ANN_CONTAINERS}: the pod has no container ${missing.map((n) => `"${n}"`).join(', ')} (containers: ${names.join(', ') || 'none'})`,
           { where: ANN_CONTAINERS },
         );
-      }
+      });
     }
     targets = names.filter((n) => opts.containers!.includes(n));
-  } else {
-    targets = names;
   }
 
   const mountPath = resolved.output.dir;
   // The agent's own mounts: the API server would refuse a duplicate mount path (or the kubelet a mount
   // inside the read-only token volume) with a message that names no annotation.
   if (mountPath === TOKEN_DIR || mountPath.startsWith(`${TOKEN_DIR}/`)) {
-    throw new SkError(
-      'SK_ERR_ANNOTATION_INVALID',
-      `${ANN_MOUNT_PATH}: ${mountPath} is reserved for the agent's service-account token (${TOKEN_DIR}); choose another mount path`,
-      { where: ANN_MOUNT_PATH },
-    );
+    errs.run(() => {
+      throw new SkError(
+        'SK_ERR_ANNOTATION_INVALID',
+        `${ANN_MOUNT_PATH}: ${mountPath} is reserved for the agent's service-account token (${TOKEN_DIR}); choose another mount path`,
+        { where: ANN_MOUNT_PATH },
+      );
+    });
   }
   for (const c of containers) {
     if (!targets.includes(c.name)) continue;
     if ((c.volumeMounts ?? []).some((m) => m.mountPath === mountPath)) {
-      throw new SkError(
-        'SK_ERR_ANNOTATION_INVALID',
-        `${ANN_MOUNT_PATH}: container "${c.name}" already mounts a volume at ${mountPath}; choose another mount path`,
-        { where: ANN_MOUNT_PATH },
-      );
+      errs.run(() => {
+        throw new SkError(
+          'SK_ERR_ANNOTATION_INVALID',
+          `${ANN_MOUNT_PATH}: container "${c.name}" already mounts a volume at ${mountPath}; choose another mount path`,
+          { where: ANN_MOUNT_PATH },
+        );
+      });
     }
   }
-  checkNamesFree(pod);
+
+  const targetContainers = containers.filter((c) => targets.includes(c.name));
+  const exitFile = decision?.exitFile;
+  if (exitFile !== undefined) errs.run(() => checkExitFile(exitFile, mountPath, targetContainers));
+  const resources = errs.run(() => agentResources(defaults, opts));
 
   // Identity: the agent writes files the app must read, so it runs as the app's user where known.
-  const first = containers.find((c) => c.name === targets[0]);
-  const podSc = pod.spec?.securityContext;
-  const nonZero = (n: unknown) => (typeof n === 'number' && n > 0 ? n : undefined);
-  const runAsUser =
-    opts.runAsUser ??
-    nonZero(first?.securityContext?.runAsUser) ??
-    nonZero(podSc?.runAsUser) ??
-    defaults.runAsUser;
-  const runAsGroup =
-    opts.runAsGroup ??
-    nonZeroOrZero(first?.securityContext?.runAsGroup) ??
-    nonZeroOrZero(podSc?.runAsGroup) ??
-    defaults.runAsGroup;
+  const explicitModes = new Set(
+    Object.entries(spec.secrets)
+      .filter(([, s]) => s.mode !== undefined)
+      .map(([n]) => n),
+  );
+  const identity = agentIdentity(pod, targetContainers, opts, defaults, resolved.secrets, explicitModes);
 
   const withTokens: SpecInput = structuredClone(spec);
-  const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planTokens(
-    withTokens,
-    resolved,
-    opts.backendInputs,
-    namespace,
-    deps,
-  );
-  checkVolumesFree(pod, agentVolumes);
+  const planned = errs.run(() => planTokens(withTokens, resolved, opts.backendInputs, namespace, deps));
+  if (planned) errs.run(() => checkVolumesFree(pod, planned.agentVolumes));
+  const metricsPort =
+    decision === undefined
+      ? undefined
+      : errs.run(() =>
+          planMetricsPort(
+            opts.metricsPort ?? defaults.metrics.port,
+            opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
+            decision.mode,
+            containers,
+          ),
+        );
+  errs.throwIfAny();
+  const { tokens, projectClusterInfo, agentEnv, agentVolumes } = planned!;
+  const mode = decision!.mode;
   // The spec says what runs, also when init-only comes from the cluster default, not the annotation.
-  if (mode === 'init-only') withTokens.agent ??= { mode: 'once' };
-  const metricsPort = planMetricsPort(
-    opts.metricsPort ?? defaults.metrics.port,
-    opts.metricsPort !== undefined ? ANN_METRICS_PORT : 'agent.metrics.port (webhook config)',
-    mode,
-    containers,
-  );
+  if (mode === 'init-only') withTokens.agent = { ...withTokens.agent, mode: 'once' };
   // On the pod IP: Prometheus and the kubelet's probe connect from outside the pod.
   if (metricsPort !== undefined)
     withTokens.agent = { ...withTokens.agent, metrics: { port: metricsPort, address: '0.0.0.0' } };
+  if (exitFile !== undefined) withTokens.agent = { ...withTokens.agent, exitFile };
+  if (identity.defaultMode !== undefined)
+    withTokens.output = { ...withTokens.output, defaultMode: identity.defaultMode };
   // Settings first, secrets last, as a reader expects in SIDEKEY_SPEC.
   const { secrets, ...settings } = withTokens;
   const finalSpec: SpecInput = { ...settings, secrets };
@@ -208,9 +225,11 @@ export function parseAndValidate(
     targets,
     mountPath,
     tmpfsSize: opts.tmpfsSize ?? defaults.tmpfsSize,
-    resources: agentResources(defaults, opts),
-    runAsUser,
-    runAsGroup,
+    resources: resources!,
+    runAsUser: identity.runAsUser,
+    runAsGroup: identity.runAsGroup,
+    exitFile,
+    warnings: [...decision!.warnings, ...identity.warnings],
     shareProcessNamespace: mode !== 'init-only' && resolved.onChange.type === 'signal',
     tokens,
     projectClusterInfo,
@@ -268,15 +287,11 @@ function agentResources(defaults: ClusterDefaults, opts: InjectOptions): Plan['r
   return { requests, limits };
 }
 
-function nonZeroOrZero(n: unknown): number | undefined {
-  return typeof n === 'number' && n >= 0 ? n : undefined;
-}
-
 function checkNamesFree(pod: Pod): void {
   const used = (list: Array<{ name: string }> | undefined, n: string) =>
     (list ?? []).some((x) => x.name === n);
   const spec = pod.spec;
-  for (const v of [NAMES.secretsVolume, NAMES.tokenVolume]) {
+  for (const v of [NAMES.secretsVolume, NAMES.tokenVolume, NAMES.exitVolume]) {
     if (used(spec?.volumes, v)) {
       throw new SkError(
         'SK_ERR_MANIFEST_INVALID',

@@ -1,6 +1,8 @@
+import { PREFIX } from '../src/annotations.js';
 import { SkError } from '../src/errors.js';
 import { isRecord } from '../src/is-record.js';
 import { POD_TEMPLATE_PATHS } from '../src/migrate/workloads.js';
+import type { SpecInput } from '../src/spec.js';
 import { diffPatch, type Operation } from './diff.js';
 import type { Pod } from './k8s.js';
 import { mutatePod, type PipelineContext } from './pipeline.js';
@@ -12,8 +14,32 @@ export type ObjectResult =
       readonly object: Record<string, unknown>;
       readonly patch: Operation[];
       readonly mode: string;
+      readonly warnings: readonly string[];
+      readonly spec: SpecInput;
     }
-  | { readonly kind: 'skip'; readonly reason: string; readonly skip?: SkipReason };
+  | {
+      readonly kind: 'skip';
+      readonly reason: string;
+      readonly skip?: SkipReason;
+      readonly warnings: readonly string[];
+    };
+
+/**
+ * `sidekey.io/*` annotations on a workload's own metadata (not its pod template) do nothing: the API
+ * server creates pods from the template. Returns the warning, or undefined.
+ */
+export function misplacedAnnotations(
+  obj: Record<string, unknown>,
+  tplPath: readonly (string | number)[],
+): string | undefined {
+  if (tplPath.length === 0) return undefined;
+  const meta = isRecord(obj.metadata) ? obj.metadata : {};
+  const ann = isRecord(meta.annotations) ? meta.annotations : {};
+  const keys = Object.keys(ann).filter((k) => k.startsWith(PREFIX));
+  if (keys.length === 0) return undefined;
+  const where = [...tplPath, 'metadata', 'annotations'].join('.');
+  return `${keys.sort().join(', ')} ${keys.length === 1 ? 'is' : 'are'} on the ${String(obj.kind)}'s own metadata, where the webhook never sees ${keys.length === 1 ? 'it' : 'them'}: move ${keys.length === 1 ? 'it' : 'them'} to ${where}`;
+}
 
 /** `Deployment/web` — how messages name an object. */
 export function objectName(obj: Record<string, unknown>): string {
@@ -27,11 +53,11 @@ export function objectName(obj: Record<string, unknown>): string {
  * annotations throw the SkError, prefixed with the object's name.
  */
 export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: string): ObjectResult {
-  if (!isRecord(obj)) return { kind: 'skip', reason: 'not a Kubernetes object' };
+  if (!isRecord(obj)) return { kind: 'skip', reason: 'not a Kubernetes object', warnings: [] };
   const kind = typeof obj.kind === 'string' ? obj.kind : '';
   // Where each workload kind keeps its pod template: one table, shared with scan/migrate.
   const tplPath = POD_TEMPLATE_PATHS[kind];
-  if (!tplPath) return { kind: 'skip', reason: `kind ${kind || '(none)'} has no pod template` };
+  if (!tplPath) return { kind: 'skip', reason: `kind ${kind || '(none)'} has no pod template`, warnings: [] };
   let tpl: unknown = obj;
   for (const k of tplPath) tpl = isRecord(tpl) ? tpl[k] : undefined;
   if (!isRecord(tpl)) {
@@ -41,9 +67,14 @@ export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: str
   }
   const meta = isRecord(obj.metadata) ? obj.metadata : {};
   const ns = typeof meta.namespace === 'string' ? meta.namespace : namespace;
-  const outcome = mutatePod({ operation: 'CREATE', namespace: ns, pod: tpl as Pod }, ctx);
-  if (outcome.kind === 'skip')
-    return { kind: 'skip', reason: SKIP_TEXT[outcome.reason], skip: outcome.reason };
+  const outcome = mutatePod({ operation: 'CREATE', namespace: ns, pod: tpl as Pod, workloadKind: kind }, ctx);
+  const misplaced = misplacedAnnotations(obj, tplPath);
+  if (outcome.kind === 'skip') {
+    const warnings: string[] = [];
+    if (misplaced) warnings.push(misplaced);
+    if (outcome.reason === 'opt-in-value') warnings.push(SKIP_TEXT[outcome.reason]);
+    return { kind: 'skip', reason: SKIP_TEXT[outcome.reason], skip: outcome.reason, warnings };
+  }
   if (outcome.kind === 'invalid') {
     const e = outcome.error;
     throw new SkError(e.code, `${objectName(obj)}: ${e.message}`, { where: e.where });
@@ -57,5 +88,12 @@ export function injectObject(obj: unknown, ctx: PipelineContext, namespace?: str
     for (const k of tplPath.slice(0, -1)) parent = parent[k] as Record<string, unknown>;
     parent[tplPath[tplPath.length - 1]!] = outcome.pod;
   }
-  return { kind: 'inject', object: mutated, patch: diffPatch(obj, mutated), mode: outcome.mode };
+  return {
+    kind: 'inject',
+    object: mutated,
+    patch: diffPatch(obj, mutated),
+    mode: outcome.mode,
+    warnings: misplaced ? [...outcome.warnings, misplaced] : outcome.warnings,
+    spec: outcome.spec,
+  };
 }

@@ -103,6 +103,18 @@ export interface PodWiring<Settings> {
 // biome-ignore lint/suspicious/noExplicitAny: the settings schema of any backend
 type AnySettingsSchema = z.ZodObject<any>;
 
+/** What `describeIdentity` may read of an injected pod. */
+export interface IdentityContext {
+  /** The pod's service account. */
+  readonly serviceAccount: string;
+  /** The audience of a projected token file the agent reads (`the API server's default audience`, `audience "vault"`); undefined: not a projected token. */
+  tokenAudience(file: string | undefined): string | undefined;
+  /** The agent container's environment (names and values the webhook set; never secrets). */
+  readonly agentEnv: Readonly<Record<string, string>>;
+  /** Where the agent's projected tokens are. */
+  readonly tokenDir: string;
+}
+
 export interface BackendDescriptor<
   Name extends string = string,
   Schema extends AnySettingsSchema = AnySettingsSchema,
@@ -126,6 +138,17 @@ export interface BackendDescriptor<
   resolve?(settings: z.output<Schema> | undefined, ctx: { readonly baseDir: string }): z.output<Schema>;
   /** What an injected pod needs for this backend; called when a secret of the pod uses it. */
   wirePod?(ctx: PodWiringContext<z.input<Schema>>): PodWiring<z.input<Schema>> | undefined;
+  /**
+   * A setting a pod's effective settings lack that the agent cannot work without (e.g. Vault's
+   * address), for offline warnings (`sidekey inject`, `sidekey explain`): `"no X is set: set
+   * sidekey.io/…, or backends.<name>.… in the webhook config"`; undefined when nothing is missing.
+   */
+  missingSetting?(settings: z.input<Schema> | undefined): string | undefined;
+  /**
+   * For `sidekey explain`: with which identity the agent reaches the backend, in one line (auth
+   * method, role, service account, token audience); default: the backend's title.
+   */
+  describeIdentity?(settings: z.input<Schema> | undefined, ctx: IdentityContext): string;
   /** The provider itself (SDK clients), imported on first use. */
   load(): Promise<ProviderFactory>;
 }

@@ -37,15 +37,18 @@ export function selectKey(value: SecretValue, ref: SecretRef): SecretValue {
     }
     data = parsed;
   }
-  const found = lookup(data, ref.key);
+  const { found, reached, at } = lookup(data, ref.key);
   if (found === undefined) {
-    throw new SkError(
-      'SK_ERR_KEY_NOT_FOUND',
-      `${ref.raw}: key "${ref.key}" not found (keys: ${keyList(data)})`,
-      {
-        where: ref.raw,
-      },
-    );
+    // Name the keys of the map the path reached (`#db.pasword` → the keys of `db`), never values.
+    const where =
+      at === ''
+        ? `keys: ${keyList(reached)}`
+        : isRecord(reached)
+          ? `keys of "${at}": ${keyList(reached)}`
+          : `"${at}" is not a map`;
+    throw new SkError('SK_ERR_KEY_NOT_FOUND', `${ref.raw}: key "${ref.key}" not found (${where})`, {
+      where: ref.raw,
+    });
   }
   if (Buffer.isBuffer(found)) return { kind: 'bytes', bytes: found };
   if (isRecord(found)) return { kind: 'map', data: found };
@@ -54,24 +57,33 @@ export function selectKey(value: SecretValue, ref: SecretRef): SecretValue {
   return { kind: 'bytes', bytes: Buffer.from(JSON.stringify(found), 'utf8') };
 }
 
-function lookup(data: Readonly<Record<string, unknown>>, key: string): unknown {
-  if (Object.hasOwn(data, key)) return data[key];
+/**
+ * The value at `key` (exact key first, then a dotted path), or undefined with the deepest map the path
+ * reached and the path to it (`''`: the top level).
+ */
+function lookup(
+  data: Readonly<Record<string, unknown>>,
+  key: string,
+): { found: unknown; reached: unknown; at: string } {
+  if (Object.hasOwn(data, key)) return { found: data[key], reached: data, at: '' };
   let cur: unknown = data;
+  const walked: string[] = [];
   for (const part of key.split('.')) {
-    if (Array.isArray(cur) && /^\d+$/.test(part)) {
+    if (Array.isArray(cur) && /^\d+$/.test(part) && Number(part) < cur.length) {
       cur = cur[Number(part)];
     } else if (isRecord(cur) && Object.hasOwn(cur, part)) {
       cur = cur[part];
     } else {
-      return undefined;
+      return { found: undefined, reached: cur, at: walked.join('.') };
     }
+    walked.push(part);
   }
-  return cur;
+  return { found: cur, reached: cur, at: key };
 }
 
 /** Key names (never values) to help the user; capped so a huge secret does not flood the error. */
-function keyList(data: Readonly<Record<string, unknown>>): string {
-  const keys = Object.keys(data);
+function keyList(data: unknown): string {
+  const keys = isRecord(data) ? Object.keys(data) : [];
   const shown = keys.slice(0, 10).join(', ');
   return keys.length > 10 ? `${shown}, … ${keys.length - 10} more` : shown || 'none';
 }

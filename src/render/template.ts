@@ -91,6 +91,15 @@ function createEngine(): Liquid {
   engine.registerFilter('base64url_encode', (v: unknown) =>
     Buffer.from(leafText(v), 'utf8').toString('base64url'),
   );
+  // RFC 3986: everything but the unreserved characters, a space as %20. Unlike Liquid's url_encode
+  // (form encoding: a space becomes `+`, which a URL's user info or path does not decode back), the
+  // result decodes to the same text wherever it goes in a URL.
+  engine.registerFilter('percent_encode', (v: unknown) =>
+    encodeURIComponent(leafText(v)).replace(
+      /[!'()*]/g,
+      (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+    ),
+  );
   engine.registerFilter('json_parse', (v: unknown) => {
     try {
       return JSON.parse(leafText(v));

@@ -209,7 +209,11 @@ describe('real pods on a kubelet + containerd node', () => {
   it('2. classic layout (init + sidecar): the app’s first instruction sees every file', async () => {
     await create(
       ns,
-      nodePod(n, 'classic', optIn({ 'sidekey.io/mode': 'sidecar' }), `${READ_FIRST}; sleep 3600`),
+      // A long-running pod (restartPolicy Always): a pod that runs to completion never gets a classic
+      // sidecar (it would keep the pod running), it gets init-only (docs/webhook.md, "Jobs").
+      nodePod(n, 'classic', optIn({ 'sidekey.io/mode': 'sidecar' }), `${READ_FIRST}; sleep 3600`, {
+        restartPolicy: 'Always',
+      }),
     );
     const stored = await k.core.readNamespacedPod({ name: 'classic', namespace: ns });
     expect(stored.spec?.initContainers?.map((c) => c.name)).toContain('sidekey-init');
@@ -271,6 +275,27 @@ describe('real pods on a kubelet + containerd node', () => {
     const log = await lines(k, ns, p.metadata?.name as string, 'app');
     console.log(`job pod, app output:\n  ${log.join('\n  ')}`);
     expect(log).toEqual([FIRST, 'job-done']);
+  });
+
+  it('3b. a run-to-completion pod with a classic sidecar and sidekey.io/exit-file completes when the app writes the file', async () => {
+    const exit = '/run/sidekey-exit/done';
+    await create(
+      ns,
+      nodePod(
+        n,
+        'exit-file',
+        optIn({ 'sidekey.io/mode': 'sidecar', 'sidekey.io/exit-file': exit }),
+        `${READ_FIRST}; echo app-done; touch ${exit}`,
+      ),
+    );
+    const stored = await k.core.readNamespacedPod({ name: 'exit-file', namespace: ns });
+    // Asked for rotation with an exit file: the classic sidecar stays, with the shared volume.
+    expect(stored.spec?.containers.map((c) => c.name)).toEqual(['app', 'sidekey-agent']);
+    expect(stored.spec?.volumes?.map((v) => v.name)).toContain('sidekey-exit');
+    const done = await waitPod(k, ns, 'exit-file', 'pod Succeeded', (p) => p.status?.phase === 'Succeeded');
+    const agent = done.status?.containerStatuses?.find((s) => s.name === 'sidekey-agent');
+    expect(agent?.state?.terminated?.exitCode).toBe(0);
+    expect(await lines(k, ns, 'exit-file', 'app')).toEqual([FIRST, 'app-done']);
   });
 
   it('4. the secrets volume is a tmpfs with the configured size limit (seen from inside the app)', async () => {

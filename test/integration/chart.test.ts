@@ -709,6 +709,37 @@ describe('helm chart charts/sidekey', () => {
     });
   });
 
+  it('openshift: true reaches the webhook config, and the agent it injects sets no uid/gid', async () => {
+    const file = path.join(tmp, 'openshift-agent.yaml');
+    writeFileSync(file, 'openshift: true\n');
+    const cfg = configOf(render(file));
+    expect(cfg.openshift).toBe(true);
+    expect(configOf(render(path.join(FIXTURES, 'defaults.yaml'))).openshift).toBe(false);
+    const { createPipelineContext } = await import('../../webhook/context.js');
+    const { mutatePod } = await import('../../webhook/pipeline.js');
+    const o = mutatePod(
+      {
+        operation: 'CREATE',
+        namespace: 'shop',
+        pod: {
+          metadata: {
+            annotations: { 'sidekey.io/inject': 'true', 'sidekey.io/secret-db': 'k8s:db#password' },
+          },
+          spec: { containers: [{ name: 'app' }] },
+        },
+      },
+      createPipelineContext(cfg, { nativeSidecars: true }),
+    );
+    if (o.kind !== 'inject') throw new Error(o.kind);
+    const sc = o.pod.spec!.initContainers![0]!.securityContext!;
+    expect(sc.runAsUser).toBeUndefined();
+    expect(sc.runAsGroup).toBeUndefined();
+    expect(sc.runAsNonRoot).toBe(true);
+    const bad = path.join(tmp, 'openshift-bad.yaml');
+    writeFileSync(bad, 'openshift: "yes"\n');
+    expect(() => render(bad)).toThrow(/openshift/);
+  });
+
   it('matchConditions can be turned off (clusters with the feature gate off)', () => {
     const file = path.join(tmp, 'no-conditions.yaml');
     writeFileSync(file, 'webhook:\n  matchConditions:\n    enabled: false\n');

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
+import YAML from 'yaml';
 import { CANARY, REPO_ROOT, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { BASIC_SECRETS, secretsYaml, specYaml, tempDir } from '../helpers/fixtures.ts';
 
@@ -83,6 +84,55 @@ describe('sidekey dev', () => {
       writeFileSync(path.join(dir, 'sidekey.yaml'), 'apiVersion: [');
       await dev.waitForOutput(/failed\s+SK_ERR_SPEC_PARSE/, 10_000);
       expect(readFileSync(path.join(out, 'user'), 'utf8')).toBe('app');
+    } finally {
+      await dev.stop('SIGINT');
+    }
+  });
+
+  test('a second start over up-to-date files says "unchanged" for the files it did not rewrite', async () => {
+    const dir = tempDir({ 'secrets.yaml': secretsYaml(), 'sidekey.yaml': specYaml(BASIC_SECRETS) });
+    const first = spawnCli(['dev', '-c', path.join(dir, 'sidekey.yaml')]);
+    try {
+      await first.waitForOutput('Watching the sources');
+      expect(first.stdout()).toMatch(/^ {2}wrote {2}db-password /m);
+      expect(first.stdout()).toContain('2 file(s) written to');
+    } finally {
+      await first.stop('SIGINT');
+    }
+    // Only the password changes while dev is not running.
+    writeFileSync(path.join(dir, 'secrets.yaml'), secretsYaml(`${CANARY}-2`));
+    const second = spawnCli(['dev', '-c', path.join(dir, 'sidekey.yaml')]);
+    try {
+      await second.waitForOutput('Watching the sources');
+      expect(second.stdout()).toMatch(/^ {2}wrote {6}db-password /m);
+      expect(second.stdout()).toMatch(/^ {2}unchanged {2}api\/token\.json /m);
+      expect(second.stdout()).toContain('1 file(s) written, 1 unchanged in');
+    } finally {
+      await second.stop('SIGINT');
+    }
+  });
+
+  test("the shipped example's URL template decodes back to the password, spaces included", async () => {
+    const dir = tempDir();
+    for (const f of ['sidekey.yaml', 'secrets.yaml', 'app.env']) {
+      writeFileSync(path.join(dir, f), readFileSync(path.join(REPO_ROOT, 'examples', f), 'utf8'));
+    }
+    const password = 'dev pass@word:/+%? change me';
+    const secrets = readFileSync(path.join(dir, 'secrets.yaml'), 'utf8').replace(
+      'password: dev-password-change-me',
+      `password: ${JSON.stringify(password)}`,
+    );
+    writeFileSync(path.join(dir, 'secrets.yaml'), secrets);
+    const out = path.join(dir, 'o');
+    const dev = spawnCli(['dev', '-c', path.join(dir, 'sidekey.yaml'), '-o', out]);
+    try {
+      await dev.waitForOutput('Watching the sources');
+      const cfg = YAML.parse(readFileSync(path.join(out, 'config/database.yaml'), 'utf8'));
+      const url = new URL(cfg.database.url);
+      expect(decodeURIComponent(url.password)).toBe(password);
+      expect(decodeURIComponent(url.username)).toBe('shop_app');
+      expect(url.hostname).toBe('localhost');
+      expect(url.pathname).toBe('/shop');
     } finally {
       await dev.stop('SIGINT');
     }

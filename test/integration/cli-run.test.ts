@@ -79,6 +79,49 @@ describe('sidekey run', () => {
     }
   });
 
+  test("removes from the command's environment every variable a secret replaces, as the webhook does in a pod", async () => {
+    const dir = tempDir({ 'secrets.yaml': secretsYaml(), 'sidekey.yaml': specYaml(BASIC_SECRETS) });
+    const show = `console.log('ENV ' + JSON.stringify({ has: 'DB_PASSWORD' in process.env, keep: process.env.KEEP_ME, file: 'DB_PASSWORD_FILE' in process.env }))`;
+    // A stale value in the shell: the command must not see it (it would shadow the file).
+    const r = await runCli(
+      ['run', '-c', path.join(dir, 'sidekey.yaml'), '--', process.execPath, '-e', show],
+      {
+        env: { DB_PASSWORD: `${CANARY}-stale`, KEEP_ME: 'yes' },
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.split('ENV ')[1]!)).toEqual({ has: false, keep: 'yes', file: true });
+    expect(r.stderr).toContain('sidekey: removed DB_PASSWORD from ');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+  });
+
+  test('onChange signal:HUP and a command with no SIGHUP handler: it ends, and sidekey says why', async () => {
+    const dir = tempDir({
+      'secrets.yaml': secretsYaml(),
+      'sidekey.yaml': specYaml(BASIC_SECRETS, 'onChange: signal:HUP\ndebounce: 50ms\n'),
+    });
+    const child = spawnCli([
+      'run',
+      '-c',
+      path.join(dir, 'sidekey.yaml'),
+      '--',
+      process.execPath,
+      '-e',
+      "console.log('UP'); setInterval(() => {}, 1000)",
+    ]);
+    try {
+      await child.waitForOutput('UP');
+      writeFileSync(path.join(dir, 'secrets.yaml'), secretsYaml(`${CANARY}-new`));
+      const r = await child.exited;
+      expect(r.code).toBe(129);
+      expect(r.stderr).toMatch(
+        /was killed by SIGHUP: onChange sends it after files change, and a command without a SIGHUP handler ends on it; handle the signal, or use onChange: none/,
+      );
+    } finally {
+      child.child.kill('SIGKILL');
+    }
+  });
+
   test('exits with the code of the command', async () => {
     const dir = tempDir({ 'secrets.yaml': secretsYaml(), 'sidekey.yaml': specYaml(BASIC_SECRETS) });
     const r = await runCli([

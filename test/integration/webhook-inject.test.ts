@@ -95,9 +95,117 @@ describe('sidekey inject', () => {
     expect(lines).toHaveLength(2);
     const patch = JSON.parse(lines[0]!);
     const applied = jsonpatch.applyPatch(structuredClone(workloads[1]), patch, true, false).newDocument;
-    expect(podOf(applied as Record<string, unknown>).spec.initContainers[0].name).toBe('sidekey-init');
+    // No --kube-version: an unknown version means native sidecars, said once on stderr.
+    expect(podOf(applied as Record<string, unknown>).spec.initContainers[0]).toMatchObject({
+      name: 'sidekey-agent',
+      restartPolicy: 'Always',
+    });
+    expect(r.stderr.match(/cluster version unknown/g)).toHaveLength(1);
     expect(JSON.parse(lines[1]!)).toEqual([]);
     expect(r.stdout).not.toContain(CANARY);
+  });
+
+  it('a Job: native sidecar by default; init-only with a warning on 1.28; a classic sidecar with the exit-file volume when asked', async () => {
+    const job = (extra: Record<string, string> = {}) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'report', namespace: 'batch' },
+      spec: {
+        template: {
+          metadata: {
+            annotations: {
+              ...annotations,
+              'sidekey.io/vault-addr': 'https://vault.example.test:8200',
+              ...extra,
+            },
+          },
+          spec: { ...podSpec, restartPolicy: 'Never', securityContext: { runAsUser: 1000, fsGroup: 1000 } },
+        },
+      },
+    });
+    const file = path.join(dir, 'job.yaml');
+    writeFileSync(file, YAML.stringify(job()));
+    const templ = (out: string) => podOf(YAML.parse(out) as Record<string, unknown>);
+
+    const now = await runCli(['inject', '-f', file]);
+    expect(now.code, now.stderr).toBe(0);
+    expect(templ(now.stdout).spec.initContainers.map((c: Json) => [c.name, c.restartPolicy])).toEqual([
+      ['sidekey-agent', 'Always'],
+    ]);
+    expect(now.stderr).not.toContain('warning');
+
+    const old = await runCli(['inject', '-f', file, '--kube-version', '1.28']);
+    expect(old.code, old.stderr).toBe(0);
+    const oldPod = templ(old.stdout);
+    expect(oldPod.spec.initContainers.map((c: Json) => c.name)).toEqual(['sidekey-init']);
+    expect(oldPod.spec.containers.map((c: Json) => c.name)).toEqual(['app']);
+    expect(old.stderr).toMatch(
+      /^sidekey inject: Job\/report: warning: the pod runs to completion .* sidekey\.io\/exit-file/m,
+    );
+    expect(old.stderr).not.toContain('cluster version unknown');
+
+    writeFileSync(file, YAML.stringify(job({ 'sidekey.io/exit-file': '/run/sidekey-exit/done' })));
+    const exit = await runCli(['inject', '-f', file, '--kube-version', 'v1.28.4']);
+    expect(exit.code, exit.stderr).toBe(0);
+    const exitPod = templ(exit.stdout);
+    expect(exitPod.spec.containers.map((c: Json) => c.name)).toEqual(['app', 'sidekey-agent']);
+    expect(exitPod.spec.volumes).toContainEqual({
+      name: 'sidekey-exit',
+      emptyDir: { medium: 'Memory', sizeLimit: '1Mi' },
+    });
+    expect(exitPod.spec.containers[0].volumeMounts).toContainEqual({
+      name: 'sidekey-exit',
+      mountPath: '/run/sidekey-exit',
+    });
+    const spec = JSON.parse(exitPod.spec.containers[1].env[0].value);
+    expect(spec.agent).toEqual({ exitFile: '/run/sidekey-exit/done' });
+    expect(exit.stderr).not.toContain('warning');
+    for (const r of [now, old, exit]) expect(r.stdout + r.stderr).not.toContain(CANARY);
+  });
+
+  it('warns about inject values that mean yes, annotations on the workload metadata, and backends with no address', async () => {
+    const file = path.join(dir, 'mistakes.yaml');
+    // Objects left unchanged are printed as they are: no canary in them.
+    const spec = { containers: [{ name: 'app', image: 'shop/app:1' }] };
+    const docs = [
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'yes', annotations: { ...annotations, 'sidekey.io/inject': 'yes' } },
+        spec,
+      },
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'outside', annotations },
+        spec: { template: { metadata: { labels: { app: 'x' } }, spec } },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name: 'noaddr',
+          annotations: { ...annotations, 'sidekey.io/secret-key': 'aws:prod/shop/api' },
+        },
+        spec,
+      },
+    ];
+    writeFileSync(file, docs.map((d) => YAML.stringify(d)).join('---\n'));
+    const r = await runCli(['inject', '-f', file, '--kube-version', '1.31']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('Pod/yes: warning: sidekey.io/inject is set, but not to "true"');
+    expect(r.stderr).toContain(
+      "Deployment/outside: warning: sidekey.io/env-db, sidekey.io/inject, sidekey.io/secret-db are on the Deployment's own metadata",
+    );
+    expect(r.stderr).toContain('move them to spec.template.metadata.annotations');
+    expect(r.stderr).toContain(
+      'Pod/noaddr: warning: sidekey.io/secret-db uses vault: but no Vault address is set',
+    );
+    expect(r.stderr).toContain(
+      'Pod/noaddr: warning: sidekey.io/secret-key uses aws: but no AWS region is set',
+    );
+    expect(r.stderr).not.toContain('prod/shop/api');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
   });
 
   it('exits 2 with one line naming the annotation and the code, printing nothing else', async () => {

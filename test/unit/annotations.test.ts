@@ -8,7 +8,9 @@ import {
   documentedKeys,
   parseInjectOptions,
   quantityValue,
+  suggestKey,
 } from '../../src/annotations.js';
+import { SkErrorList } from '../../src/error-list.js';
 import { SkError } from '../../src/errors.js';
 import { resolveSpec } from '../../src/spec.js';
 
@@ -131,6 +133,43 @@ describe('annotationsToSpec', () => {
     expect(e.code).toBe(code);
     expect(e.where).toBe(where);
     expect(e.message).toContain(where);
+  });
+
+  it('reports every mistake of a pod at once, each naming its annotation', () => {
+    const e = err(() =>
+      annotationsToSpec({
+        ...base,
+        'sidekey.io/secert-api': 'vault:kv/api',
+        'sidekey.io/format-db': 'xml',
+        'sidekey.io/mode-db': '999',
+        'sidekey.io/refresh': 'soon',
+        'sidekey.io/vault-addr': 'ftp://x',
+      }),
+    ) as SkErrorList;
+    expect(e).toBeInstanceOf(SkErrorList);
+    expect(e.all.map((x) => [x.code, x.where])).toEqual([
+      ['SK_ERR_ANNOTATION_UNKNOWN', 'sidekey.io/secert-api'],
+      ['SK_ERR_ANNOTATION_INVALID', 'sidekey.io/vault-addr'],
+      ['SK_ERR_FORMAT_INVALID', 'sidekey.io/format-db'],
+      ['SK_ERR_MODE_INVALID', 'sidekey.io/mode-db'],
+      ['SK_ERR_DURATION_INVALID', 'sidekey.io/refresh'],
+    ]);
+    // The first is the error's own code and place; the message names them all.
+    expect(e.code).toBe('SK_ERR_ANNOTATION_UNKNOWN');
+    for (const x of e.all) expect(e.message).toContain(x.message);
+  });
+
+  it('suggests the key an unknown sidekey.io/ key most likely means', () => {
+    const hint = (k: string, extra: Record<string, string> = {}) =>
+      err(() => annotationsToSpec({ ...base, ...extra, [k]: 'x' })).message;
+    expect(hint('sidekey.io/secert-db')).toContain('did you mean sidekey.io/secret-db?');
+    expect(hint('sidekey.io/secert-db-password')).toContain('did you mean sidekey.io/secret-db-password?');
+    expect(hint('sidekey.io/fromat-db')).toContain('did you mean sidekey.io/format-db?');
+    expect(hint('sidekey.io/refrsh')).toContain('did you mean sidekey.io/refresh?');
+    expect(hint('sidekey.io/vault-adr')).toContain('did you mean sidekey.io/vault-addr?');
+    expect(hint('sidekey.io/injects')).toContain('did you mean sidekey.io/inject?');
+    expect(hint('sidekey.io/banana')).not.toContain('did you mean');
+    expect(suggestKey('sidekey.io/moed-db')).toBe('sidekey.io/mode-db');
   });
 
   it('refuses an opt-in without any secret', () => {

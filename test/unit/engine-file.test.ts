@@ -74,4 +74,39 @@ describe('Engine with the file provider', () => {
     });
     expect(await fs.readFile(path.join(out, 'db-password'), 'utf8')).toBe('rotated');
   });
+
+  it('one broken key fails only the secrets that use it; the error lists the keys of the map the path reached', async () => {
+    const src = path.join(tmp, 'secrets.yaml');
+    await fs.writeFile(src, `db:\n  user: app\n  password: ${CANARY}\napi:\n  token: t1\n`);
+    const spec = resolveSpec(
+      {
+        apiVersion: 'sidekey.io/v1',
+        kind: 'SecretSpec',
+        output: { dir: './out' },
+        refresh: '0',
+        secrets: {
+          'db-password': { ref: 'file:secrets.yaml#db.password' },
+          'api-token': { ref: 'file:secrets.yaml#api.token' },
+        },
+      },
+      { baseDir: tmp },
+    );
+    const errors = new Map<string, string>();
+    engine = new Engine(spec, {
+      registry: defaultRegistry(),
+      log: silentLogger,
+      onSecretError: (name, e) => void errors.set(name, String(e)),
+    });
+    await engine.start();
+    const out = path.join(tmp, 'out');
+    // db.password goes missing (renamed) while api.token changes: the token still follows.
+    await fs.writeFile(src, 'db:\n  user: app\n  passwd: x\napi:\n  token: t2\n');
+    await waitFor(async () => (await fs.readFile(path.join(out, 'api-token'), 'utf8')) === 't2');
+    await waitFor(async () => errors.has('db-password'));
+    expect(errors.get('db-password')).toBe(
+      'SK_ERR_KEY_NOT_FOUND: file:secrets.yaml#db.password: key "db.password" not found (keys of "db": user, passwd)',
+    );
+    expect(errors.has('api-token')).toBe(false);
+    expect((await fs.readFile(path.join(out, 'db-password'), 'utf8')) === CANARY).toBe(true);
+  });
 });

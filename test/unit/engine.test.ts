@@ -534,10 +534,25 @@ describe('Engine rotation', () => {
     expect(notified).toEqual([['db-pass', 'db-user']]);
   });
 
-  it('updates the secrets of one source together or not at all', async () => {
+  it('updates the secrets of one static source independently: a broken key fails only its secret', async () => {
     backend.values.set('creds', { user: 'u1', pass: 'p1' });
     const { engine, secretErrors } = makeEngine({
       refresh: '10s',
+      jitter: 0,
+      secrets: { 'db-user': { ref: 'fake:creds#user' }, 'db-pass': { ref: 'fake:creds#pass' } },
+    });
+    await engine.start();
+    backend.values.set('creds', { user: 'u2' }); // the new value lacks #pass
+    await clock.advance(10_000);
+    expect(backend.fetches).toHaveLength(2);
+    expect([await read('db-user'), await read('db-pass')]).toEqual(['u2', 'p1']);
+    expect(secretErrors).toEqual([['db-pass', 'SK_ERR_KEY_NOT_FOUND']]);
+  });
+
+  it('updates the secrets of one dynamic (leased) source together or not at all', async () => {
+    backend.values.set('creds', { user: 'u1', pass: 'p1' });
+    backend.lease = { ttlMs: 11_765, renewable: false }; // re-fetched at 85 %: 10 s
+    const { engine, secretErrors } = makeEngine({
       jitter: 0,
       secrets: { 'db-user': { ref: 'fake:creds#user' }, 'db-pass': { ref: 'fake:creds#pass' } },
     });

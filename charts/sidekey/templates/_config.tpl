@@ -29,6 +29,7 @@ backend settings are left out so that the webhook's own defaults apply.
     "resources" $agent.resources
     "metrics" $agent.metrics)
   "nativeSidecars" $agent.nativeSidecars
+  "openshift" (default false .Values.openshift)
   "onInvalidAnnotations" .Values.onInvalidAnnotations
   "maxConcurrentReviews" (int (default 2 .Values.maxConcurrentReviews))
   "excludedNamespaces" (include "sidekey.excludedNamespaces" . | fromYamlArray)

@@ -97,5 +97,18 @@ export const awsBackend = defineBackend({
       ],
     };
   },
+  describeIdentity: (s, ctx) => {
+    const arn = ctx.agentEnv.AWS_ROLE_ARN;
+    return (
+      `region ${s?.region ?? '(none)'}, ` +
+      (arn
+        ? `IRSA role ${arn}, service account "${ctx.serviceAccount}" token with ${ctx.tokenAudience(ctx.agentEnv.AWS_WEB_IDENTITY_TOKEN_FILE)}`
+        : "the SDK's default credential chain (no sidekey.io/aws-role-arn)")
+    );
+  },
+  missingSetting: (s) =>
+    s?.region
+      ? undefined
+      : "no AWS region is set: set sidekey.io/aws-region, or backends.aws.region in the webhook config (unless the agent's environment sets AWS_REGION)",
   load: async () => (await import('./index.js')).awsProvider,
 });

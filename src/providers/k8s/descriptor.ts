@@ -48,5 +48,7 @@ export const k8sBackend = defineBackend({
       ...(namespace ? { namespace } : {}),
     },
   }),
+  describeIdentity: (s, ctx) =>
+    `the API server as service account "${ctx.serviceAccount}" (token with ${ctx.tokenAudience(s?.tokenFile) ?? "the pod's service-account token"})`,
   load: async () => (await import('./index.js')).k8sProvider,
 });

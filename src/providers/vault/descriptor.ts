@@ -2,6 +2,12 @@ import { z } from 'zod';
 import { refSyntaxError, type SecretRef } from '../../refs.js';
 import { defineBackend, durationInput } from '../backend.js';
 
+/**
+ * Audience of the projected token for Vault kubernetes/jwt auth when none is configured: Vault's own,
+ * so the token is useless against the API server. The Vault role must accept it (`audience=vault`).
+ */
+export const VAULT_DEFAULT_AUDIENCE = 'vault';
+
 export const VAULT_AUTH_METHODS = ['kubernetes', 'jwt', 'approle', 'token'] as const;
 
 export const vaultSettings = z
@@ -25,7 +31,7 @@ export const vaultSettings = z
     timeout: durationInput.optional(),
     /** Revoke dynamic leases when the agent stops. */
     revokeOnShutdown: z.boolean().optional(),
-    /** Audience of the projected token the webhook mounts for kubernetes auth. */
+    /** Audience of the projected token the webhook mounts for kubernetes/jwt auth (default `vault`). */
     audience: z.string().optional(),
   })
   .strict();
@@ -80,7 +86,7 @@ export const vaultBackend = defineBackend({
       key: 'sidekey.io/vault-audience',
       field: 'audience',
       format: 'string',
-      doc: "audience of the projected service-account token (default: the API server's)",
+      doc: 'audience of the projected service-account token (default `vault`; the Vault role must list it)',
     },
     {
       key: 'sidekey.io/vault-ca-cert',
@@ -120,18 +126,32 @@ export const vaultBackend = defineBackend({
     'timeout',
     'revokeOnShutdown',
   ],
-  // kubernetes/jwt auth logs in with a projected service-account token: the API server's audience
-  // (file `token`) or the configured one (file `vault-token`). Other methods read their own files.
+  // kubernetes/jwt auth logs in with a projected service-account token of its own (file
+  // `vault-token`) whose audience is Vault's (default `vault`), never the API server's: a token Vault
+  // receives cannot be replayed against the API server. Other methods read their own files.
   wirePod: ({ settings, tokenDir }) => {
     const method = settings.authMethod ?? 'kubernetes';
     if ((method === 'kubernetes' || method === 'jwt') && settings.jwtFile === undefined) {
-      const path = settings.audience ? 'vault-token' : 'token';
+      const path = 'vault-token';
       return {
-        tokens: [{ path, audience: settings.audience }],
+        tokens: [{ path, audience: settings.audience ?? VAULT_DEFAULT_AUDIENCE }],
         settings: { jwtFile: `${tokenDir}/${path}` },
       };
     }
     return { settings: {} };
   },
+  describeIdentity: (s, ctx) => {
+    const tok = ctx.tokenAudience(s?.jwtFile);
+    return (
+      `${s?.addr ?? '(no address)'}, ${s?.authMethod ?? 'kubernetes'} auth at ${s?.authPath ?? 'kubernetes'}, ` +
+      `${s?.role ? `role "${s.role}"` : 'no role'}` +
+      (tok ? `, service account "${ctx.serviceAccount}" token with ${tok}` : '')
+    );
+  },
+  // In a pod the agent's environment has no VAULT_ADDR: without an address it cannot start.
+  missingSetting: (s) =>
+    s?.addr
+      ? undefined
+      : 'no Vault address is set: set sidekey.io/vault-addr, or backends.vault.addr in the webhook config',
   load: async () => (await import('./index.js')).vaultProvider,
 });

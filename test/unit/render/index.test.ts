@@ -322,3 +322,28 @@ describe('templates', () => {
     }
   });
 });
+
+describe('URLs from templates', () => {
+  const url = (tpl: string, password: string) =>
+    renderSecret(secret({ template: tpl }), map({ user: 'app', password, host: 'db' })).toString('utf8');
+  const TPL = 'postgres://{{ data.user }}:{{ data.password | percent_encode }}@{{ data.host }}:5432/shop';
+
+  it('percent_encode: the password decodes back from the URL, spaces included', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 40 }), (pw) => {
+        const u = new URL(url(TPL, pw));
+        expect(decodeURIComponent(u.password)).toBe(pw);
+        expect(u.username).toBe('app');
+        expect(u.hostname).toBe('db');
+      }),
+    );
+    expect(url(TPL, "p@ss w:rd/+%?#!'()*")).toBe(
+      'postgres://app:p%40ss%20w%3Ard%2F%2B%25%3F%23%21%27%28%29%2A@db:5432/shop',
+    );
+  });
+
+  it('url_encode (form encoding) writes a space as +, which a URL does not decode back: the docs use percent_encode', () => {
+    const u = new URL(url(TPL.replace('percent_encode', 'url_encode'), 'a b'));
+    expect(decodeURIComponent(u.password)).toBe('a+b');
+  });
+});

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { SkError } from '../../../src/errors.js';
-import { loadWebhookConfig, nativeSidecarsEnabled, parseWebhookConfig } from '../../../webhook/config.js';
+import {
+  kubeVersionUnknown,
+  loadWebhookConfig,
+  nativeSidecarsEnabled,
+  parseWebhookConfig,
+} from '../../../webhook/config.js';
 
 describe('webhook config', () => {
   it('an empty document gives frozen defaults and adds the own namespace to the exclusions', () => {
@@ -85,9 +90,16 @@ describe('webhook config', () => {
     expect(() => parseWebhookConfig({ kind: 'SecretSpec' })).toThrow(/kind/);
   });
 
-  it('native sidecars: explicit, or from the version (>= 1.29), else classic', () => {
+  it('native sidecars: explicit, or from the version (>= 1.29); an unknown version means native', () => {
     expect(nativeSidecarsEnabled(parseWebhookConfig({ nativeSidecars: true }))).toBe(true);
-    expect(nativeSidecarsEnabled(parseWebhookConfig({}))).toBe(false);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({ nativeSidecars: false }), 'v1.31.0')).toBe(false);
+    // Every supported release has native sidecars: only a cluster known to be older gets classic ones.
+    expect(nativeSidecarsEnabled(parseWebhookConfig({}))).toBe(true);
+    expect(kubeVersionUnknown(parseWebhookConfig({}))).toBe(true);
+    expect(kubeVersionUnknown(parseWebhookConfig({}), 'v1.28.3')).toBe(false);
+    expect(kubeVersionUnknown(parseWebhookConfig({ nativeSidecars: true }))).toBe(false);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({}), 'v1.28.3')).toBe(false);
+    expect(nativeSidecarsEnabled(parseWebhookConfig({}), 'not-a-version')).toBe(true);
     expect(nativeSidecarsEnabled(parseWebhookConfig({}), 'v1.29.0')).toBe(true);
     expect(nativeSidecarsEnabled(parseWebhookConfig({ kubernetesVersion: '1.28' }))).toBe(false);
     expect(nativeSidecarsEnabled(parseWebhookConfig({ kubernetesVersion: 'v1.33.1' }), 'v1.20')).toBe(true);

@@ -43,6 +43,14 @@ describe('golden pods', () => {
       'init-only',
       'native-sidecar',
       'classic-sidecar',
+      'job-classic-init-only',
+      'job-exit-file',
+      'job-native',
+      'openshift',
+      'no-uid-readable',
+      'no-uid-explicit-mode',
+      'skip-opt-in-value',
+      'invalid-several',
     ]) {
       expect(cases).toContain(c);
     }
@@ -74,6 +82,8 @@ describe('golden pods', () => {
       expect(JSON.stringify(outcome.patch)).not.toContain('SKCANARY-7f3c9e2a-do-not-print');
       expect(JSON.stringify(applied)).not.toContain('SKCANARY-7f3c9e2a-do-not-print');
       actual = { outcome: 'inject', mode: outcome.mode, patch: outcome.patch, pod: applied };
+      // Admission warnings are part of the answer (kubectl prints them); recorded when there are any.
+      if (outcome.warnings.length > 0) actual = { ...actual, warnings: outcome.warnings };
     } else if (outcome.kind === 'skip') {
       actual = { outcome: 'skip', reason: outcome.reason };
     } else {

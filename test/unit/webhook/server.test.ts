@@ -135,6 +135,41 @@ describe('POST /mutate (app.inject)', () => {
     expect(plain.response.warnings).toBeUndefined();
   });
 
+  it('an inject value that means yes is skipped with an admission warning and its own skip reason', async () => {
+    const a = app();
+    const r = (
+      await a.inject({
+        method: 'POST',
+        url: '/mutate',
+        payload: review(pod({ ...OPTED, 'sidekey.io/inject': 'True' })),
+      })
+    ).json();
+    expect(r.response.allowed).toBe(true);
+    expect(r.response.patch).toBeUndefined();
+    expect(r.response.warnings).toEqual([
+      'sidekey: not injected: sidekey.io/inject is set, but not to "true" (only the exact lowercase string "true" opts in); write sidekey.io/inject: "true"',
+    ]);
+    expect(await metric(a, 'sidekey_webhook_skips_total{')).toContain(
+      'sidekey_webhook_skips_total{reason="opt-in-value"} 1',
+    );
+  });
+
+  it('an injected Job pod on a cluster without native sidecars carries the init-only warning', async () => {
+    const c = parseWebhookConfig({});
+    const a = buildApp(c, {
+      ctx: createPipelineContext(c, { nativeSidecars: false, registry: testRegistry() }),
+    });
+    apps.push(a);
+    const job = {
+      ...pod(OPTED),
+      spec: { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: 'app:1' }] },
+    };
+    const r = (await a.inject({ method: 'POST', url: '/mutate', payload: review(job) })).json();
+    expect(r.response.patchType).toBe('JSONPatch');
+    expect(r.response.warnings).toHaveLength(1);
+    expect(r.response.warnings[0]).toMatch(/^sidekey: the pod runs to completion .*init container/);
+  });
+
   it('admits invalid pods uninjected, with a warning, under allow-without-injection', async () => {
     const a = app({ onInvalidAnnotations: 'allow-without-injection' });
     const r = (

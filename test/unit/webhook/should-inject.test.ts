@@ -16,11 +16,25 @@ describe('shouldInject', () => {
     ['DELETE', 'DELETE', 'shop', pod(IN), { inject: false, reason: 'not-create' }],
     ['no annotations', 'CREATE', 'shop', pod(), { inject: false, reason: 'not-opted-in' }],
     [
-      '"True" is not "true"',
+      '"True" is not "true", and is flagged',
       'CREATE',
       'shop',
       pod({ 'sidekey.io/inject': 'True' }),
-      { inject: false, reason: 'not-opted-in' },
+      { inject: false, reason: 'opt-in-value' },
+    ],
+    [
+      '"yes" is flagged',
+      'CREATE',
+      'shop',
+      pod({ 'sidekey.io/inject': ' yes' }),
+      { inject: false, reason: 'opt-in-value' },
+    ],
+    [
+      '"enabled" is flagged',
+      'CREATE',
+      'shop',
+      pod({ 'sidekey.io/inject': 'Enabled' }),
+      { inject: false, reason: 'opt-in-value' },
     ],
     [
       '"false"',
