@@ -11,6 +11,7 @@ import {
   sidekeyWebhook,
   type WebhookEntry,
 } from './explain.js';
+import { documentItems } from './manifest-docs.js';
 
 export interface ExplainCliOptions {
   /** Manifest files (`-`: stdin); empty with a target: explain a live object. */
@@ -117,21 +118,7 @@ function readFiles(files: readonly string[], io: ExplainCliIo): Inputs {
     }
     for (const doc of YAML.parseAllDocuments(text)) {
       if (!(doc instanceof YAML.Document)) continue;
-      const err = doc.errors[0];
-      if (err) {
-        const line = err.linePos?.[0]?.line;
-        throw new SkError(
-          'SK_ERR_MANIFEST_INVALID',
-          `${f}${line ? `:${line}` : ''}: not valid YAML/JSON (${err.code})`,
-          {
-            where: f,
-          },
-        );
-      }
-      const value: unknown = doc.toJS();
-      const items =
-        isRecord(value) && value.kind === 'List' && Array.isArray(value.items) ? value.items : [value];
-      for (const item of items) if (isRecord(item)) add(inputs, item, false);
+      for (const item of documentItems(doc, f)) if (isRecord(item)) add(inputs, item, false);
     }
   }
   return inputs;

@@ -6,6 +6,7 @@ import { isRecord } from '../src/is-record.js';
 import { backendHints } from './backend-hints.js';
 import { KUBE_VERSION_RE, kubeVersionUnknown, loadWebhookConfig, nativeSidecarsEnabled } from './config.js';
 import { createPipelineContext } from './context.js';
+import { documentItems } from './manifest-docs.js';
 import { injectObject, objectName } from './workloads.js';
 
 export interface InjectCliOptions {
@@ -73,22 +74,7 @@ export function runInject(o: InjectCliOptions, io: InjectCliIo): void {
   }
   for (const [i, doc] of docs.entries()) {
     if (!(doc instanceof YAML.Document)) continue;
-    const err = doc.errors[0];
-    if (err) {
-      const line = err.linePos?.[0]?.line;
-      throw new SkError(
-        'SK_ERR_MANIFEST_INVALID',
-        `${source}${line ? `:${line}` : ''}: not valid YAML/JSON (${err.code})`,
-        {
-          where: source,
-        },
-      );
-    }
-    const value: unknown = doc.toJS();
-    if (value === null || value === undefined) continue;
-    const items =
-      isRecord(value) && value.kind === 'List' && Array.isArray(value.items) ? value.items : [value];
-    for (const item of items) {
+    for (const item of documentItems(doc, source)) {
       const r = injectObject(item, ctx, o.namespace);
       const name = isRecord(item) ? objectName(item) : `document ${i + 1}`;
       for (const w of r.warnings) notes.push(`sidekey inject: ${name}: warning: ${w}`);
