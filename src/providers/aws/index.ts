@@ -9,6 +9,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { type ErrorCode, SkError } from '../../errors.js';
 import type { SecretRef } from '../../refs.js';
 import type { Backends } from '../../spec.js';
+import { deadlineRetryOptions } from '../deadline-retry.js';
 import { Limiter } from '../limit.js';
 import type { FetchResult, Provider, ProviderContext, ProviderFactory, ProviderLogger } from '../types.js';
 import { type AwsSettings, awsBackend } from './descriptor.js';
@@ -289,16 +290,7 @@ export class AwsProvider implements Provider {
           }),
         {
           retries: AWS_MAX_ATTEMPTS - 1,
-          minTimeout: this.#retry.minTimeoutMs,
-          maxTimeout: this.#retry.maxTimeoutMs,
-          factor: 2,
-          randomize: true,
-          signal: ctx.signal,
-          shouldRetry: ({ retriesConsumed }) => {
-            const wait =
-              2 * Math.min(this.#retry.maxTimeoutMs, this.#retry.minTimeoutMs * 2 ** retriesConsumed);
-            return Date.now() + wait + AWS_MIN_ATTEMPT_MS < deadline;
-          },
+          ...deadlineRetryOptions(this.#retry, ctx.signal, deadline, AWS_MIN_ATTEMPT_MS),
         },
       );
     } catch (e) {

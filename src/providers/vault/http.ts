@@ -3,6 +3,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { parseDuration } from '../../duration.js';
 import { type ErrorCode, SkError } from '../../errors.js';
 import { isRecord } from '../../is-record.js';
+import { deadlineRetryOptions } from '../deadline-retry.js';
 import { Limiter } from '../limit.js';
 import type { ProviderContext } from '../types.js';
 import type { VaultSettings } from './descriptor.js';
@@ -206,19 +207,8 @@ export class VaultHttp {
       },
       {
         retries,
-        minTimeout: this.#retry.minTimeoutMs,
-        maxTimeout: this.#retry.maxTimeoutMs,
-        factor: 2,
-        randomize: true,
-        signal: ctx.signal,
-        // No retry that could not finish before the deadline: fail now with the real cause (the
-        // engine would otherwise end the call as a timeout, hiding it). The longest wait before
-        // retry n is min(max, min·2^(n−1)), doubled by the randomisation.
-        shouldRetry: ({ retriesConsumed }) => {
-          const wait =
-            2 * Math.min(this.#retry.maxTimeoutMs, this.#retry.minTimeoutMs * 2 ** retriesConsumed);
-          return Date.now() + wait + VAULT_MIN_ATTEMPT_MS < deadline;
-        },
+        // No retry that could not finish before the deadline: fail now with the real cause.
+        ...deadlineRetryOptions(this.#retry, ctx.signal, deadline, VAULT_MIN_ATTEMPT_MS),
         onFailedAttempt: ({ error, retriesLeft }) => {
           if (retriesLeft > 0) {
             ctx.log.debug(
