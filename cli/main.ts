@@ -12,6 +12,25 @@ import { EXIT_INVALID_INPUT, EXIT_RUNTIME, isSkError } from '../src/errors.js';
  * other commands' modules altogether: see {@link agentFastPath}. Everything else, including any
  * unusual spelling of the agent's options, goes through commander.
  */
+/**
+ * Deprecation warnings Node prints for what bundled dependencies do, not for what sidekey does:
+ * node-fetch 2 (under @kubernetes/client-node) calls `url.parse()`. Node only warns when the caller
+ * is outside node_modules, which bundled code always is; on stderr the line would break the agent's
+ * JSON-only output and the CLI's one-line errors. Exactly these codes are dropped; every other
+ * warning is printed as before.
+ */
+const DEPENDENCY_DEPRECATIONS: ReadonlySet<string> = new Set(['DEP0169']);
+const emitWarning = process.emitWarning;
+process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+  const [typeOrOptions, code] = rest;
+  const c =
+    typeOrOptions !== null && typeof typeOrOptions === 'object'
+      ? (typeOrOptions as { code?: unknown }).code
+      : code;
+  if (typeof c === 'string' && DEPENDENCY_DEPRECATIONS.has(c)) return;
+  return (emitWarning as (...a: unknown[]) => void).call(this, warning, ...rest);
+} as typeof process.emitWarning;
+
 const COMMANDS = [
   'init',
   'dev',

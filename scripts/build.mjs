@@ -93,6 +93,10 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [zodEnglishOnly, builtinsByRequire],
+  // tr46/whatwg-url (under @kubernetes/client-node's fetch) require('punycode'): Node's built-in of that
+  // name is deprecated (DEP0040) and, required from dist/ rather than node_modules, prints a warning on
+  // stderr from Node 22 on. Bundle the npm package instead (a direct dependency for that reason).
+  alias: { punycode: 'punycode/' },
   define: {
     __SIDEKEY_VERSION__: JSON.stringify(pkg.version),
     __SIDEKEY_COMMIT__: JSON.stringify(commit()),

@@ -67,6 +67,7 @@ describe('shell completion', () => {
     'webhook',
     'check-webhook',
     'inject',
+    'explain',
     'scan',
     'migrate',
     'schema',
