@@ -20,7 +20,11 @@ import { tool } from './tools.js';
 const repo = resolve(import.meta.dirname, '../../..');
 const chart = join(repo, 'charts', 'sidekey');
 
-/** Renders the chart with `helm template` (the same output a user applies) and parses it. */
+/**
+ * Renders the chart with `helm template` (the same output a user applies) and parses it. Without the
+ * `helm test` hook objects: `helm install` does not create them (only `helm test` does), and they live
+ * in a fixed namespace, so a second install in the same cluster would collide with the first's.
+ */
 export function helmTemplate(
   release: string,
   namespace: string,
@@ -33,7 +37,18 @@ export function helmTemplate(
   try {
     const out = execFileSync(
       tool('helm'),
-      ['template', release, chart, '--namespace', namespace, '--kube-version', kubeVersion, '-f', valuesFile],
+      [
+        'template',
+        release,
+        chart,
+        '--skip-tests',
+        '--namespace',
+        namespace,
+        '--kube-version',
+        kubeVersion,
+        '-f',
+        valuesFile,
+      ],
       {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
