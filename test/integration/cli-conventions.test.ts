@@ -7,7 +7,7 @@ import { mutatePod } from '../../webhook/pipeline.js';
 import { BIN, REPO_ROOT, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { testContext } from '../unit/webhook/helpers.ts';
-import { K8sApiEmulator } from './providers/k8s-api-emulator.ts';
+import { emulatorKubeconfig, K8sApiEmulator } from './providers/k8s-api-emulator.ts';
 
 /**
  * The CLI's day-two conventions, on the built CLI as a process: `version`, shell completion, one
@@ -301,24 +301,7 @@ describe('sidekey check-webhook (API emulator: dry-run pod creation)', () => {
   beforeAll(async () => {
     api.tokens.set('admin-token', '*');
     const server = await api.listen();
-    kubeconfig = path.join(
-      tempDir({
-        config: `apiVersion: v1
-kind: Config
-clusters:
-- name: emu
-  cluster: {server: "${server}", insecure-skip-tls-verify: true}
-users:
-- name: admin
-  user: {token: admin-token}
-contexts:
-- name: emu
-  context: {cluster: emu, user: admin, namespace: shop}
-current-context: emu
-`,
-      }),
-      'config',
-    );
+    kubeconfig = emulatorKubeconfig(server, 'shop');
   });
   afterAll(async () => {
     await api.close();

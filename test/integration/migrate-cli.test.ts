@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CANARY, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { K8sApiEmulator } from './providers/k8s-api-emulator.ts';
+import { emulatorKubeconfig, K8sApiEmulator } from './providers/k8s-api-emulator.ts';
 
 /** `sidekey scan` and `sidekey migrate` as processes: exit codes, inputs, outputs, and no values. */
 
@@ -101,24 +101,7 @@ describe('sidekey scan (cluster, API emulator)', () => {
       ],
     };
     api.workloads.set('pods', [pod, owned]);
-    kubeconfig = path.join(
-      tempDir({
-        config: `apiVersion: v1
-kind: Config
-clusters:
-- name: emu
-  cluster: {server: "${server}", insecure-skip-tls-verify: true}
-users:
-- name: admin
-  user: {token: admin-token}
-contexts:
-- name: emu
-  context: {cluster: emu, user: admin, namespace: payments}
-current-context: emu
-`,
-      }),
-      'config',
-    );
+    kubeconfig = emulatorKubeconfig(server, 'payments');
   });
   afterAll(async () => {
     await api.close();

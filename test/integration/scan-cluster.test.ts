@@ -1,10 +1,9 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { runScan } from '../../src/migrate/cli.js';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { K8sApiEmulator } from './providers/k8s-api-emulator.ts';
+import { emulatorKubeconfig, K8sApiEmulator } from './providers/k8s-api-emulator.ts';
 import { freePort } from './servers/common.ts';
 
 /**
@@ -16,24 +15,7 @@ import { freePort } from './servers/common.ts';
 const PODS = 1203;
 
 function kubeconfigFor(server: string): string {
-  return path.join(
-    tempDir({
-      config: `apiVersion: v1
-kind: Config
-clusters:
-- name: emu
-  cluster: {server: "${server}", insecure-skip-tls-verify: true}
-users:
-- name: admin
-  user: {token: admin-token}
-contexts:
-- name: emu
-  context: {cluster: emu, user: admin, namespace: bulk}
-current-context: emu
-`,
-    }),
-    'config',
-  );
+  return emulatorKubeconfig(server, 'bulk');
 }
 
 function pod(i: number): Record<string, unknown> {

@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { tempDir } from '../../helpers/fixtures.ts';
 
 /**
  * A small emulator of the Kubernetes API for Secrets, at the HTTP level, following the API docs:
@@ -18,6 +20,31 @@ import type { AddressInfo } from 'node:net';
  * Test controls: {@link K8sApiEmulator.put}, {@link K8sApiEmulator.remove}, failing the next watch
  * requests, cutting open watches, and counters of requests per kind.
  */
+/**
+ * A kubeconfig file (in a test temp dir) for a CLI talking to the emulator at `server` as the
+ * `admin-token` user (the test gives that token its rights), in `namespace`.
+ */
+export function emulatorKubeconfig(server: string, namespace: string): string {
+  return path.join(
+    tempDir({
+      config: `apiVersion: v1
+kind: Config
+clusters:
+- name: emu
+  cluster: {server: "${server}", insecure-skip-tls-verify: true}
+users:
+- name: admin
+  user: {token: admin-token}
+contexts:
+- name: emu
+  context: {cluster: emu, user: admin, namespace: ${namespace}}
+current-context: emu
+`,
+    }),
+    'config',
+  );
+}
+
 export class K8sApiEmulator {
   readonly server: http.Server;
   #rv = 100;
